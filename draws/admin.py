@@ -1,0 +1,90 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from draws.models import Draw, LotteryAward
+from draws.services import draw_verify
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AwardInline(admin.TabularInline[LotteryAward, Draw]):
+    model = LotteryAward
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "rank",
+        "ballot",
+        "player",
+        "prize",
+        "win_sum",
+        "currency",
+        "status",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.action(description="Verify selected draws (recompute from the ballots)")
+def verify(modeladmin: "DrawAdmin", request: HttpRequest, queryset: QuerySet[Draw]) -> None:
+    for draw in queryset:
+        result = draw_verify(draw=draw)
+        if result.matches:
+            modeladmin.message_user(request, f"{draw}: verified, the recomputed result matches.", messages.SUCCESS)
+        else:
+            modeladmin.message_user(
+                request,
+                f"{draw}: MISMATCH (commitment {result.commitment_matches}, entries "
+                f"{result.entries_digest_matches}, winners {result.winners_match}).",
+                messages.ERROR,
+            )
+
+
+@admin.register(Draw)
+class DrawAdmin(ReadOnlyAdmin):
+    list_display = ["id", "lottery", "algorithm_version", "entries_count", "winners_count", "drawn_at"]
+    list_filter = ["algorithm_version"]
+    search_fields = ["=id", "=lottery__id"]
+    list_select_related = ["lottery"]
+    actions = [verify]
+    inlines = [AwardInline]
+    fields = readonly_fields = (
+        "lottery",
+        "algorithm_version",
+        "seed_commitment",
+        "seed",
+        "entries_digest",
+        "entries_count",
+        "winners_count",
+        "winning_ballot_ids",
+        "drawn_at",
+        "verification_link",
+    )
+
+    @admin.display(description="public verification")
+    def verification_link(self, draw: Draw) -> str:
+        url = reverse("draw-verification", args=[draw.pk])
+        return format_html('<a href="{}">{}</a> (or <code>manage.py verify_draw {}</code>)', url, url, draw.pk)
+
+
+@admin.register(LotteryAward)
+class LotteryAwardAdmin(ReadOnlyAdmin):
+    list_display = ["id", "lottery", "rank", "player", "ballot", "prize", "win_sum", "currency", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=lottery__id", "player__username"]
+    list_select_related = ["lottery", "player", "ballot"]

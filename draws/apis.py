@@ -1,0 +1,157 @@
+"""Winners, draw records and their verification."""
+
+import json
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from draws.errors import DrawNotFound
+from draws.models import Draw, LotteryAward
+from draws.selectors import awards_of_day, awards_of_lottery, draw_get
+from draws.services import DrawVerification, draw_ballot_ids, draw_verify
+
+
+class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
+    """A public winner: no phone number, no full name."""
+
+    award_id = serializers.IntegerField(source="id")
+    lottery_id = serializers.IntegerField()
+    lottery_title = serializers.CharField(source="lottery.title")
+    day = serializers.DateField(source="lottery.day")
+    draw_id = serializers.IntegerField()
+    ballot_id = serializers.IntegerField()
+    player = serializers.CharField(source="player.public_name")
+    awarded_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = LotteryAward
+        fields = [
+            "award_id",
+            "lottery_id",
+            "lottery_title",
+            "day",
+            "draw_id",
+            "rank",
+            "ballot_id",
+            "player",
+            "prize",
+            "win_sum",
+            "currency",
+            "status",
+            "awarded_at",
+        ]
+
+
+class WinnersOfDayApi(ListAPIView[LotteryAward]):
+    """Winners of the lotteries of one date (the daily lottery of that date, drops closing that day)."""
+
+    permission_classes = [AllowAny]
+    serializer_class = WinnerOutput
+
+    class FilterInput(serializers.Serializer[dict[str, Any]]):
+        date = serializers.DateField(input_formats=["%Y-%m-%d"])
+
+    @extend_schema(parameters=[OpenApiParameter("date", str, required=True, description="YYYY-MM-DD")])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[LotteryAward]:
+        filters = self.FilterInput(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return awards_of_day(day=filters.validated_data["date"])
+
+
+class LotteryWinnersApi(ListAPIView[LotteryAward]):
+    permission_classes = [AllowAny]
+    serializer_class = WinnerOutput
+
+    def get_queryset(self) -> QuerySet[LotteryAward]:
+        return awards_of_lottery(lottery_id=self.kwargs["lottery_id"])
+
+
+class DrawOutput(serializers.ModelSerializer[Draw]):
+    lottery_id = serializers.IntegerField()
+
+    class Meta:
+        model = Draw
+        fields = [
+            "id",
+            "lottery_id",
+            "algorithm_version",
+            "seed_commitment",
+            "seed",
+            "entries_digest",
+            "entries_count",
+            "winners_count",
+            "winning_ballot_ids",
+            "drawn_at",
+        ]
+
+
+class DrawDetailApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: DrawOutput})
+    def get(self, request: Request, draw_id: int) -> Response:
+        draw = draw_get(draw_id=draw_id)
+        if draw is None:
+            raise DrawNotFound(details={"draw_id": draw_id})
+        return Response(DrawOutput(draw).data)
+
+
+class VerificationOutput(DrawOutput):
+    """Schema of the verification document (``ballot_ids`` is streamed last)."""
+
+    verification = serializers.DictField()
+    ballot_ids = serializers.ListField(child=serializers.IntegerField())
+
+    class Meta(DrawOutput.Meta):
+        fields = [*DrawOutput.Meta.fields, "verification", "ballot_ids"]
+
+
+class DrawVerificationApi(APIView):
+    """Everything needed to recompute the draw, and the server's own recomputation.
+
+    ``ballot_ids`` is the ascending list of valid ballot ids the draw sealed;
+    with the seed it determines the winners (see the README's script). The
+    list is streamed, so a draw of a million ballots costs no big buffer.
+    """
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: VerificationOutput})
+    def get(self, request: Request, draw_id: int) -> StreamingHttpResponse:
+        draw = draw_get(draw_id=draw_id)
+        if draw is None:
+            raise DrawNotFound(details={"draw_id": draw_id})
+        verification = draw_verify(draw=draw)
+        return StreamingHttpResponse(_verification_json(draw, verification), content_type="application/json")
+
+
+def _verification_json(draw: Draw, verification: DrawVerification) -> Iterator[str]:
+    head = dict(DrawOutput(draw).data)
+    head["verification"] = {
+        "matches": verification.matches,
+        "commitment_matches": verification.commitment_matches,
+        "entries_digest_matches": verification.entries_digest_matches,
+        "winners_match": verification.winners_match,
+        "recomputed_entries_digest": verification.recomputed_entries_digest,
+        "recomputed_winning_ballot_ids": verification.recomputed_winning_ballot_ids,
+    }
+    yield json.dumps(head, default=str)[:-1] + ', "ballot_ids": ['
+    ids = draw_ballot_ids(draw=draw)
+    separator = ""
+    while chunk := list(islice(ids, 10_000)):
+        yield separator + ",".join(map(str, chunk))
+        separator = ","
+    yield "]}"

@@ -1,0 +1,6 @@
+from lottery_site.errors import NotFound
+
+
+class DrawNotFound(NotFound):
+    code = "draw_not_found"
+    default_message = "No such draw."

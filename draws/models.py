@@ -1,0 +1,76 @@
+"""Seeds, draw records and awards.
+
+A ``Draw`` is immutable once written: a database trigger (migration 0002)
+refuses UPDATE and DELETE on it, so not even a bug or a stray admin can
+rewrite a published result.
+"""
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class LotterySeed(models.Model):
+    """The secret seed a lottery committed to when it opened.
+
+    Never exposed before the draw: no API or admin shows this model; the
+    draw copies the seed into its public ``Draw`` record.
+    """
+
+    lottery = models.OneToOneField("lotteries.Lottery", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    seed = models.BinaryField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:  # never leak the seed into logs or tracebacks
+        return f"seed of lottery {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<LotterySeed lottery={self.pk}>"
+
+
+class Draw(models.Model):
+    """The public, verifiable record of one lottery's draw."""
+
+    id = models.BigAutoField(primary_key=True)
+    lottery = models.OneToOneField("lotteries.Lottery", on_delete=models.PROTECT, related_name="draw")
+    algorithm_version = models.CharField(max_length=32)
+    seed_commitment = models.CharField(max_length=64)
+    seed = models.CharField(max_length=64, help_text="Revealed seed, hex.")
+    entries_digest = models.CharField(max_length=64, help_text="sha256 of the ordered valid ballot ids, hex.")
+    entries_count = models.PositiveIntegerField()
+    winners_count = models.PositiveIntegerField()
+    # In draw order: the first is the first winner picked.
+    winning_ballot_ids = ArrayField(models.BigIntegerField())
+    drawn_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-drawn_at"]
+
+    def __str__(self) -> str:
+        return f"Draw {self.pk} of lottery {self.lottery_id}"
+
+
+class LotteryAward(models.Model):
+    class Status(models.TextChoices):
+        PLAYED_OUT = "played_out"
+
+    id = models.BigAutoField(primary_key=True)
+    lottery = models.ForeignKey("lotteries.Lottery", on_delete=models.PROTECT, related_name="awards")
+    draw = models.ForeignKey(Draw, on_delete=models.PROTECT, related_name="awards")
+    ballot = models.OneToOneField("entries.Ballot", on_delete=models.PROTECT, related_name="award")
+    player = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="awards")
+    rank = models.PositiveIntegerField(help_text="1 for the first winner drawn.")
+    prize = models.CharField(max_length=200, blank=True, default="")
+    win_sum = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLAYED_OUT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lottery", "rank"]
+        constraints = [
+            models.UniqueConstraint(name="award_rank_unique_per_draw", fields=["draw", "rank"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Award {self.pk}: lottery {self.lottery_id}, rank {self.rank}"

@@ -1,0 +1,167 @@
+"""Seeds, the draw itself, awards and verification.
+
+The draw never loads the ballots into Python: PostgreSQL computes the
+entries digest (``sha256`` over ``int8send(id)`` in id order, byte for byte
+what ``draws.algorithm.entries_digest`` computes) and maps the few winning
+positions back to ballot ids. Python only runs the HMAC stream.
+"""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from draws import algorithm
+from draws.models import Draw, LotteryAward, LotterySeed
+from entries.models import Ballot
+from lotteries.models import Lottery
+
+logger = logging.getLogger(__name__)
+
+_DIGEST_SQL = """
+SELECT count(*), encode(sha256(coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)), 'hex')
+FROM entries_ballot
+WHERE lottery_id = %s AND status = 'valid'
+"""
+
+_POSITIONS_SQL = """
+SELECT position, id FROM (
+    SELECT id, row_number() OVER (ORDER BY id) - 1 AS position
+    FROM entries_ballot
+    WHERE lottery_id = %s AND status = 'valid'
+) numbered
+WHERE position = ANY(%s)
+"""
+
+
+def seed_store(*, lottery: Lottery, seed: bytes) -> None:
+    """Keep the secret seed of a lottery whose commitment was just published."""
+    if lottery.seed_commitment != algorithm.commitment(seed):
+        raise ValueError("the seed does not match the lottery's published commitment")
+    LotterySeed.objects.create(lottery=lottery, seed=seed)
+
+
+def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
+    """Seal the entries, reveal the seed, pick the winners, create the awards.
+
+    The caller holds ``SELECT ... FOR UPDATE`` on the lottery row, inside a
+    transaction, with the lottery in state ``closed``: by the lock protocol
+    no ballot of it can be inserted or voided meanwhile, so both statements
+    below see the same list. Returns ``None`` when there is no valid ballot
+    (the caller cancels the lottery).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("draw_run must run inside the caller's transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(_DIGEST_SQL, [lottery.pk])
+        entries_count, digest = cursor.fetchone()
+    if entries_count == 0:
+        return None
+
+    seed = bytes(LotterySeed.objects.get(lottery=lottery).seed)
+    positions = algorithm.winning_positions(
+        seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=lottery.winners_count
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_POSITIONS_SQL, [lottery.pk, positions])
+        id_at = dict(cursor.fetchall())
+    winning_ids = [id_at[p] for p in positions]
+
+    draw = Draw.objects.create(
+        lottery=lottery,
+        algorithm_version=algorithm.ALGORITHM_VERSION,
+        seed_commitment=lottery.seed_commitment,
+        seed=seed.hex(),
+        entries_digest=digest,
+        entries_count=entries_count,
+        winners_count=lottery.winners_count,
+        winning_ballot_ids=winning_ids,
+        drawn_at=now,
+    )
+    players = dict(Ballot.objects.filter(pk__in=winning_ids).values_list("id", "player_id"))
+    LotteryAward.objects.bulk_create(
+        LotteryAward(
+            lottery=lottery,
+            draw=draw,
+            ballot_id=ballot_id,
+            player_id=players[ballot_id],
+            rank=rank,
+            prize=lottery.prize,
+            status=LotteryAward.Status.PLAYED_OUT,
+        )
+        for rank, ballot_id in enumerate(winning_ids, start=1)
+    )
+    logger.info(
+        "lottery drawn",
+        extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},
+    )
+    return draw
+
+
+# --- Verification ---------------------------------------------------------
+
+
+def draw_ballot_ids(*, draw: Draw, chunk_size: int = 20_000) -> Iterator[int]:
+    """The valid ballot ids of the draw's lottery, ascending, streamed from a server-side cursor."""
+    return (
+        Ballot.objects.filter(lottery_id=draw.lottery_id, status=Ballot.Status.VALID)
+        .order_by("id")
+        .values_list("id", flat=True)
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+@dataclass(frozen=True)
+class DrawVerification:
+    draw: Draw
+    commitment_matches: bool
+    entries_digest_matches: bool
+    winners_match: bool
+    recomputed_entries_digest: str
+    recomputed_winning_ballot_ids: list[int]
+
+    @property
+    def matches(self) -> bool:
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match
+
+
+def draw_verify(*, draw: Draw) -> DrawVerification:
+    """Recompute a draw independently of ``draw_run``: stream today's valid
+    ballots through the pure algorithm and compare with the record.
+
+    Runs in one REPEATABLE READ snapshot so both passes see the same list.
+    """
+    seed = bytes.fromhex(draw.seed)
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        if own_transaction:  # only the first statement of a transaction may set it
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        counter = _Counter()
+        digest = algorithm.entries_digest(counter.count(draw_ballot_ids(draw=draw)))
+        positions = algorithm.winning_positions(
+            seed=seed, entries_digest=digest, entries_count=counter.n, winners_count=draw.winners_count
+        )
+        wanted = set(positions)
+        found = {p: i for p, i in enumerate(draw_ballot_ids(draw=draw)) if p in wanted}
+    winners = [found[p] for p in positions]
+    return DrawVerification(
+        draw=draw,
+        commitment_matches=algorithm.commitment(seed) == draw.seed_commitment,
+        entries_digest_matches=digest == draw.entries_digest,
+        winners_match=winners == list(draw.winning_ballot_ids),
+        recomputed_entries_digest=digest,
+        recomputed_winning_ballot_ids=winners,
+    )
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def count(self, items: Iterator[int]) -> Iterator[int]:
+        for item in items:
+            self.n += 1
+            yield item

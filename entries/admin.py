@@ -1,0 +1,102 @@
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.db.models import Model
+from django.http import HttpRequest
+
+from entries.models import Ballot, Player, PlayerBanEvent
+from entries.services import player_ban, player_unban
+from lottery_site.admin_actions import acting_player, reason_action
+
+
+class PlayerCreationForm(UserCreationForm[Player]):
+    class Meta(UserCreationForm.Meta):
+        model = Player
+        fields = ("username", "phone_number", "external_account_id")
+
+
+class PlayerChangeForm(UserChangeForm[Player]):
+    class Meta(UserChangeForm.Meta):
+        model = Player
+
+
+def _ban(request: HttpRequest, player: Model, reason: str) -> bool:
+    return player_ban(player_id=player.pk, reason=reason, actor=acting_player(request)) is not None
+
+
+def _unban(request: HttpRequest, player: Model, reason: str) -> bool:
+    return player_unban(player_id=player.pk, reason=reason, actor=acting_player(request)) is not None
+
+
+class BanEventInline(admin.TabularInline[PlayerBanEvent, Player]):
+    model = PlayerBanEvent
+    fk_name = "player"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "created_at",
+        "action",
+        "reason",
+        "actor",
+        "voided_ballots",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Player)
+class PlayerAdmin(UserAdmin[Player]):
+    form = PlayerChangeForm
+    add_form = PlayerCreationForm
+    list_display = ["username", "phone_number", "external_account_id", "is_staff", "is_banned", "banned_at"]
+    list_filter = ["is_banned", "is_staff", "is_active"]
+    search_fields = ["username", "email", "phone_number", "external_account_id"]
+    readonly_fields = ["is_banned", "banned_at", "ban_reason", "banned_by", "last_login", "date_joined"]
+    fieldsets = (
+        *UserAdmin.fieldsets,  # type: ignore[misc]
+        ("Player", {"fields": ("phone_number", "external_account_id")}),
+        (
+            "Ban (changed only by the ban and unban actions)",
+            {"fields": ("is_banned", "banned_at", "ban_reason", "banned_by")},
+        ),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "phone_number", "external_account_id", "password1", "password2"),
+            },
+        ),
+    )
+    inlines = [BanEventInline]
+    actions = [
+        reason_action(
+            description="Ban selected players",
+            apply=_ban,
+            done="{count} player(s) banned; their ballots in lotteries not yet drawn are void.",
+        ),
+        reason_action(description="Unban selected players", apply=_unban, done="{count} player(s) unbanned."),
+    ]
+
+
+@admin.register(Ballot)
+class BallotAdmin(admin.ModelAdmin[Ballot]):
+    list_display = ["id", "lottery", "player", "status", "rejection_reason", "created_at"]
+    list_filter = ["status", "rejection_reason"]
+    search_fields = ["=id", "=lottery__id", "player__username"]
+    list_select_related = ["lottery", "player"]
+    raw_id_fields = ["lottery", "player"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

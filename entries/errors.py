@@ -1,0 +1,33 @@
+from lottery_site.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+
+
+class PlayerNotFound(NotFound):
+    code = "player_not_found"
+    default_message = "No such player."
+
+
+class PlayerBanned(PermissionDenied):
+    code = "player_banned"
+    default_message = "This player is banned and cannot submit ballots."
+
+
+class BallotLimitReached(Conflict):
+    code = "ballot_limit_reached"
+    default_message = "The player already has the maximum number of ballots in this lottery."
+
+
+class DuplicateEntry(Conflict):
+    code = "duplicate_entry"
+    default_message = "Another player's ballot in this lottery already uses this phone number or account."
+
+
+class IdempotencyKeyReused(ApplicationError):
+    code = "idempotency_key_reused"
+    status_code = 422
+    default_message = "This Idempotency-Key was already used for a ballot in another lottery."
+
+
+class BanReasonRequired(ApplicationError):
+    code = "ban_reason_required"
+    status_code = 400
+    default_message = "A reason is required to ban or unban a player."

@@ -1,0 +1,156 @@
+"""Players and their ballots.
+
+The ballot rules that races could break are enforced by the database, not by
+check-then-insert code: see the constraints on ``Ballot``.
+"""
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import RangeOperators
+from django.db import models
+from django.db.models import Q
+
+
+class Player(AbstractUser):
+    """A person who plays (or staff, who are players with ``is_staff``).
+
+    Ban state changes only through ``entries.services.player_ban`` and
+    ``player_unban``; admin shows these fields read-only.
+    """
+
+    phone_number = models.CharField(max_length=32, blank=True, default="")
+    external_account_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="The player's account id in the operator's systems."
+    )
+    is_banned = models.BooleanField(default=False)
+    banned_at = models.DateTimeField(null=True, blank=True)
+    ban_reason = models.TextField(blank=True, default="")
+    banned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "player"
+        constraints = [
+            models.CheckConstraint(
+                name="player_ban_state_consistent",
+                condition=Q(is_banned=False, banned_at__isnull=True) | Q(is_banned=True, banned_at__isnull=False),
+            ),
+        ]
+
+    @property
+    def public_name(self) -> str:
+        """How public lists name a player: never the full name or phone."""
+        name = self.username
+        return f"{name[0]}***{name[-1]}" if len(name) > 2 else "***"
+
+
+class PlayerBanEvent(models.Model):
+    """Audit trail of every ban and unban: who, when, why."""
+
+    class Action(models.TextChoices):
+        BAN = "ban"
+        UNBAN = "unban"
+
+    player = models.ForeignKey(Player, on_delete=models.CASCADE, related_name="ban_events")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    reason = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    voided_ballots = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["player", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.player_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Ballot(models.Model):
+    """One entry of a player into a lottery.
+
+    ``valid`` ballots take part in the draw; ``rejected`` ones were refused
+    by fraud detection and are kept with their reason; ``void`` ones were
+    valid until their player was banned before the draw.
+    """
+
+    class Status(models.TextChoices):
+        VALID = "valid"
+        REJECTED = "rejected"
+        VOID = "void"
+
+    class RejectionReason(models.TextChoices):
+        SHARED_PHONE = "shared_phone_number", "Phone number already on another player's ballot"
+        SHARED_ACCOUNT = "shared_external_account", "External account already on another player's ballot"
+
+    id = models.BigAutoField(primary_key=True)
+    lottery = models.ForeignKey("lotteries.Lottery", on_delete=models.PROTECT, related_name="ballots")
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="ballots")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.VALID)
+    # The player's n-th valid ballot in this lottery; the unique constraint
+    # below caps the count at MAX_BALLOTS_PER_PLAYER without a pre-check.
+    slot = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Snapshots at submission: fraud constraints compare these.
+    phone_number = models.CharField(max_length=32, blank=True, default="")
+    external_account_id = models.CharField(max_length=128, blank=True, default="")
+    rejection_reason = models.CharField(max_length=32, choices=RejectionReason.choices, blank=True, default="")
+    voided_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                name="ballot_idempotency_key_unique_per_player",
+                fields=["player", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+            ),
+            models.UniqueConstraint(
+                name="ballot_player_slot_unique",
+                fields=["lottery", "player", "slot"],
+                condition=Q(status="valid"),
+            ),
+            # Fraud (seed 000): a phone number or external account may appear
+            # on valid ballots of one player only, per lottery. Empty values
+            # never count as shared.
+            ExclusionConstraint(
+                name="ballot_phone_number_not_shared",
+                index_type="gist",
+                expressions=[
+                    ("lottery", RangeOperators.EQUAL),
+                    ("phone_number", RangeOperators.EQUAL),
+                    ("player", RangeOperators.NOT_EQUAL),
+                ],
+                condition=Q(status="valid") & ~Q(phone_number=""),
+            ),
+            ExclusionConstraint(
+                name="ballot_external_account_not_shared",
+                index_type="gist",
+                expressions=[
+                    ("lottery", RangeOperators.EQUAL),
+                    ("external_account_id", RangeOperators.EQUAL),
+                    ("player", RangeOperators.NOT_EQUAL),
+                ],
+                condition=Q(status="valid") & ~Q(external_account_id=""),
+            ),
+            models.CheckConstraint(
+                name="ballot_status_fields_consistent",
+                condition=(
+                    Q(status="valid", slot__isnull=False, rejection_reason="", voided_at__isnull=True)
+                    | Q(status="rejected", slot__isnull=True, voided_at__isnull=True) & ~Q(rejection_reason="")
+                    | Q(status="void", voided_at__isnull=False)
+                ),
+            ),
+        ]
+        indexes = [
+            # The draw reads valid ballot ids in order with an index-only scan.
+            models.Index(name="ballot_valid_by_lottery", fields=["lottery", "id"], condition=Q(status="valid")),
+            models.Index(name="ballot_by_player", fields=["player", "-id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ballot {self.pk} ({self.status})"

@@ -1,0 +1,255 @@
+"""Write side of players and ballots: submission rules and bans.
+
+Ballot submission is one SQL statement that locks, checks and inserts, so
+the common case costs one round trip and no pre-check: the database's
+constraints decide the per-player limit, fraud and idempotency, and the
+service turns a violated constraint into the matching domain error.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from entries.errors import (
+    BallotLimitReached,
+    BanReasonRequired,
+    DuplicateEntry,
+    IdempotencyKeyReused,
+    PlayerBanned,
+    PlayerNotFound,
+)
+from entries.models import Ballot, Player, PlayerBanEvent
+from lotteries.errors import LotteryClosed, LotteryNotFound
+
+logger = logging.getLogger(__name__)
+
+# The statement behind ballot_submit. ``target`` takes a share lock on the
+# lottery row (close takes it exclusively, so no ballot commits after the
+# draw sealed its list) and on the player row (a ban updates it, so a ballot
+# either commits before the ban, and is voided by it, or sees the ban). The
+# insert happens only when every rule checked here holds; the constraints on
+# entries_ballot check the rest. ``next_slot`` may be stale under a race of
+# the same player's requests: the unique slot constraint then fails and the
+# service retries with a fresh snapshot.
+_SUBMIT_SQL = """
+WITH target AS (
+    SELECT l.state, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
+    FROM lotteries_lottery l CROSS JOIN entries_player p
+    WHERE l.id = %(lottery_id)s AND p.id = %(player_id)s
+    FOR SHARE OF l, p
+), next_slot AS (
+    SELECT COALESCE(MAX(b.slot), 0) + 1 AS slot
+    FROM entries_ballot b
+    WHERE b.lottery_id = %(lottery_id)s AND b.player_id = %(player_id)s AND b.status = 'valid'
+), inserted AS (
+    INSERT INTO entries_ballot (
+        lottery_id, player_id, status, slot, phone_number, external_account_id,
+        rejection_reason, voided_at, idempotency_key, created_at
+    )
+    SELECT %(lottery_id)s, %(player_id)s, %(status)s::varchar,
+           CASE WHEN %(status)s::varchar = 'valid' THEN n.slot END,
+           t.phone_number, t.external_account_id, %(rejection_reason)s::varchar, NULL,
+           %(idempotency_key)s::varchar, %(now)s
+    FROM target t CROSS JOIN next_slot n
+    WHERE t.state = 'open' AND t.closes_at > %(now)s AND NOT t.is_banned
+      AND (%(status)s::varchar <> 'valid' OR n.slot <= %(limit)s)
+    RETURNING id, slot, created_at
+)
+SELECT t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at
+FROM target t LEFT JOIN inserted i ON TRUE
+"""
+
+_FRAUD_CONSTRAINTS = {
+    "ballot_phone_number_not_shared": Ballot.RejectionReason.SHARED_PHONE,
+    "ballot_external_account_not_shared": Ballot.RejectionReason.SHARED_ACCOUNT,
+}
+_SLOT_CONSTRAINT = "ballot_player_slot_unique"
+_IDEMPOTENCY_CONSTRAINT = "ballot_idempotency_key_unique_per_player"
+
+
+@dataclass(frozen=True)
+class SubmittedBallot:
+    ballot: Ballot
+    replayed: bool  # True when an Idempotency-Key retry returned the first result
+
+
+def ballot_submit(
+    *,
+    lottery_id: int,
+    player: Player,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> SubmittedBallot:
+    """Enter ``player`` into a lottery, or raise the rule it breaks.
+
+    Raises ``LotteryNotFound``, ``LotteryClosed`` (not open, or at or after
+    ``closes_at``), ``PlayerBanned``, ``BallotLimitReached``,
+    ``IdempotencyKeyReused`` and, after storing a ``rejected`` ballot,
+    ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
+    first result (or raises the first result's error) without a second ballot.
+    Takes no lock itself beyond the statement; safe in or out of a transaction.
+    """
+    now = now or timezone.now()
+    params: dict[str, Any] = {
+        "lottery_id": lottery_id,
+        "player_id": player.pk,
+        "status": Ballot.Status.VALID,
+        "rejection_reason": "",
+        "idempotency_key": idempotency_key,
+        "now": now,
+        "limit": settings.MAX_BALLOTS_PER_PLAYER,
+    }
+    # Each pass learns one thing from a violated constraint; a pass can only
+    # move from "valid" to "rejected", or retry a stale slot, so this is short.
+    for _attempt in range(settings.MAX_BALLOTS_PER_PLAYER + 4):
+        try:
+            row = _execute_submit(params)
+        except IntegrityError as error:
+            constraint = _violated_constraint(error)
+            if constraint == _IDEMPOTENCY_CONSTRAINT:
+                return _replay(player=player, lottery_id=lottery_id, idempotency_key=idempotency_key)
+            if constraint == _SLOT_CONSTRAINT:
+                continue  # a concurrent ballot of the same player took the slot
+            if constraint in _FRAUD_CONSTRAINTS:
+                params["status"] = Ballot.Status.REJECTED
+                params["rejection_reason"] = _FRAUD_CONSTRAINTS[constraint]
+                continue
+            raise
+        ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
+        if ballot.status == Ballot.Status.REJECTED:
+            logger.info(
+                "ballot rejected as duplicate entry",
+                extra={"lottery_id": lottery_id, "player_id": player.pk, "reason": ballot.rejection_reason},
+            )
+            raise _duplicate_entry(ballot)
+        return SubmittedBallot(ballot=ballot, replayed=False)
+    raise RuntimeError("ballot submission did not settle; constraints keep changing under it")
+
+
+def _execute_submit(params: dict[str, Any]) -> tuple[Any, ...] | None:
+    # Alone, the statement is its own transaction (one round trip). Inside a
+    # caller's transaction it runs under a savepoint, so that a violated
+    # constraint leaves the caller's transaction usable for the retry.
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_SUBMIT_SQL, params)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            return row
+    with connection.cursor() as cursor:
+        cursor.execute(_SUBMIT_SQL, params)
+        row = cursor.fetchone()
+        return row
+
+
+def _outcome(
+    row: tuple[Any, ...] | None, *, params: dict[str, Any], lottery_id: int, player: Player, now: datetime
+) -> Ballot:
+    if row is None:
+        raise LotteryNotFound(details={"lottery_id": lottery_id})
+    state, closes_at, is_banned, ballot_id, slot, created_at = row
+    if is_banned:
+        logger.info("ballot refused: player banned", extra={"lottery_id": lottery_id, "player_id": player.pk})
+        raise PlayerBanned()
+    if state != "open" or closes_at <= now:
+        raise LotteryClosed(details={"lottery_id": lottery_id, "state": state, "closes_at": closes_at.isoformat()})
+    if ballot_id is None:
+        raise BallotLimitReached(details={"lottery_id": lottery_id, "limit": params["limit"]})
+    return Ballot(
+        id=ballot_id,
+        lottery_id=lottery_id,
+        player_id=player.pk,
+        status=params["status"],
+        slot=slot,
+        rejection_reason=params["rejection_reason"],
+        idempotency_key=params["idempotency_key"],
+        created_at=created_at,
+    )
+
+
+def _violated_constraint(error: IntegrityError) -> str | None:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _duplicate_entry(ballot: Ballot) -> DuplicateEntry:
+    return DuplicateEntry(details={"ballot_id": ballot.pk, "reason": ballot.rejection_reason})
+
+
+def _replay(*, player: Player, lottery_id: int, idempotency_key: str | None) -> SubmittedBallot:
+    first = Ballot.objects.get(player=player, idempotency_key=idempotency_key)
+    if first.lottery_id != lottery_id:
+        raise IdempotencyKeyReused(details={"lottery_id": first.lottery_id})
+    if first.status == Ballot.Status.REJECTED:
+        raise _duplicate_entry(first)
+    return SubmittedBallot(ballot=first, replayed=True)
+
+
+# --- Bans -----------------------------------------------------------------
+
+# Share-locks the not-yet-drawn lotteries that hold the player's valid
+# ballots (the lock protocol of lotteries.models): a draw in progress
+# finishes first, and no draw starts until the ballots are voided.
+_LOCK_UNDRAWN_LOTTERIES_SQL = """
+SELECT l.id FROM lotteries_lottery l
+WHERE l.state IN ('open', 'closed')
+  AND l.id IN (SELECT b.lottery_id FROM entries_ballot b WHERE b.player_id = %s AND b.status = 'valid')
+ORDER BY l.id
+FOR SHARE
+"""
+
+
+def player_ban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBanEvent | None:
+    """Ban a player and void their valid ballots in lotteries not yet drawn.
+
+    Returns the audit event, or ``None`` when the player was already banned
+    (idempotent). The player row is updated first: it waits for ballot
+    inserts holding its share lock, and later inserts see the ban.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise BanReasonRequired()
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Player.objects.filter(pk=player_id, is_banned=False).update(
+            is_banned=True, banned_at=now, ban_reason=reason, banned_by=actor
+        )
+        if not updated:
+            if not Player.objects.filter(pk=player_id).exists():
+                raise PlayerNotFound(details={"player_id": player_id})
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_UNDRAWN_LOTTERIES_SQL, [player_id])
+            lottery_ids = [row[0] for row in cursor.fetchall()]
+        voided = Ballot.objects.filter(
+            player_id=player_id, status=Ballot.Status.VALID, lottery_id__in=lottery_ids
+        ).update(status=Ballot.Status.VOID, voided_at=now)
+        event = PlayerBanEvent.objects.create(
+            player_id=player_id, action=PlayerBanEvent.Action.BAN, reason=reason, actor=actor, voided_ballots=voided
+        )
+    logger.info("player banned", extra={"player_id": player_id, "voided_ballots": voided})
+    return event
+
+
+def player_unban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBanEvent | None:
+    """Lift a ban. Ballots voided by the ban stay void; the player may enter open lotteries again."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise BanReasonRequired()
+    with transaction.atomic():
+        updated = Player.objects.filter(pk=player_id, is_banned=True).update(
+            is_banned=False, banned_at=None, ban_reason="", banned_by=None
+        )
+        if not updated:
+            if not Player.objects.filter(pk=player_id).exists():
+                raise PlayerNotFound(details={"player_id": player_id})
+            return None
+        event = PlayerBanEvent.objects.create(
+            player_id=player_id, action=PlayerBanEvent.Action.UNBAN, reason=reason, actor=actor
+        )
+    logger.info("player unbanned", extra={"player_id": player_id})
+    return event

@@ -1,0 +1,132 @@
+"""Lottery endpoints: list, detail, close."""
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from entries.models import Player
+from lotteries.errors import LotteryNotFound
+from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from lotteries.selectors import lottery_detail, lottery_list
+from lotteries.services import lottery_close
+from lottery_site.permissions import IsStaffOrInternalToken
+
+
+class LotteryFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=Lottery.Kind.choices)
+    state = django_filters.ChoiceFilter(choices=Lottery.State.choices)
+    date = django_filters.DateFilter(field_name="day")
+    date_from = django_filters.DateFilter(field_name="day", lookup_expr="gte")
+    date_to = django_filters.DateFilter(field_name="day", lookup_expr="lte")
+
+    class Meta:
+        model = Lottery
+        fields = ["kind", "state", "date", "date_from", "date_to"]
+
+
+class LotteryOutput(serializers.ModelSerializer[Lottery]):
+    ballot_count = serializers.IntegerField(source="valid_ballots", help_text="Valid ballots.")
+    draw_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lottery
+        fields = [
+            "id",
+            "kind",
+            "state",
+            "title",
+            "day",
+            "opens_at",
+            "closes_at",
+            "prize",
+            "winners_count",
+            "seed_commitment",
+            "ballot_count",
+            "draw_id",
+        ]
+
+    def get_draw_id(self, lottery: Lottery) -> int | None:
+        draw = getattr(lottery, "draw", None)
+        return draw.pk if draw is not None else None
+
+
+class TransitionOutput(serializers.ModelSerializer[LotteryTransition]):
+    at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = LotteryTransition
+        fields = ["from_state", "to_state", "source", "forced", "note", "at"]
+
+
+class LotteryWinnerOutput(serializers.Serializer[Any]):
+    rank = serializers.IntegerField()
+    ballot_id = serializers.IntegerField()
+    player = serializers.CharField(source="player.public_name")
+    prize = serializers.CharField()
+
+
+class LotteryDetailOutput(LotteryOutput):
+    transitions = TransitionOutput(many=True)
+    winners = LotteryWinnerOutput(many=True, source="awards")
+
+    class Meta(LotteryOutput.Meta):
+        fields = [*LotteryOutput.Meta.fields, "transitions", "winners"]
+
+
+class LotteryListApi(ListAPIView[Lottery]):
+    """Lotteries, newest day first. Filter by kind, state and date (YYYY-MM-DD)."""
+
+    permission_classes = [AllowAny]
+    serializer_class = LotteryOutput
+    filterset_class = LotteryFilter
+
+    def get_queryset(self) -> QuerySet[Lottery]:
+        return lottery_list()
+
+
+class LotteryDetailApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: LotteryDetailOutput})
+    def get(self, request: Request, lottery_id: int) -> Response:
+        lottery = lottery_detail(lottery_id=lottery_id)
+        if lottery is None:
+            raise LotteryNotFound(details={"lottery_id": lottery_id})
+        return Response(LotteryDetailOutput(lottery).data)
+
+
+class LotteryCloseApi(APIView):
+    """Close and draw a lottery now. Staff, or the X-Internal-Token header.
+
+    Refused before the end of the entrance window unless ``force`` is true
+    (the early close is recorded). Idempotent: closing a drawn lottery
+    returns it unchanged.
+    """
+
+    permission_classes = [IsStaffOrInternalToken]
+
+    class Input(serializers.Serializer[dict[str, Any]]):
+        force = serializers.BooleanField(default=False)
+
+    class Output(serializers.Serializer[Any]):
+        lottery = LotteryDetailOutput()
+        changed = serializers.BooleanField(help_text="False when the lottery was already drawn or cancelled.")
+
+    @extend_schema(request=Input, responses={200: Output})
+    def post(self, request: Request, lottery_id: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = request.user if isinstance(request.user, Player) else None
+        outcome = lottery_close(
+            lottery_id=lottery_id, source=TransitionSource.API, actor=actor, force=data.validated_data["force"]
+        )
+        lottery = lottery_detail(lottery_id=outcome.lottery.pk)
+        return Response(self.Output({"lottery": lottery, "changed": outcome.changed}).data)

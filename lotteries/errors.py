@@ -1,0 +1,22 @@
+from lottery_site.errors import ApplicationError, Conflict, NotFound
+
+
+class LotteryNotFound(NotFound):
+    code = "lottery_not_found"
+    default_message = "No such lottery."
+
+
+class LotteryClosed(Conflict):
+    code = "lottery_closed"
+    default_message = "This lottery no longer accepts ballots."
+
+
+class LotteryNotDue(Conflict):
+    code = "lottery_not_due"
+    default_message = "The lottery's entrance window has not ended; only staff can force an early close."
+
+
+class InvalidLottery(ApplicationError):
+    code = "invalid_lottery"
+    status_code = 400
+    default_message = "The lottery's settings are not valid."

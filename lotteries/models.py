@@ -1,0 +1,97 @@
+"""The Lottery aggregate and its life cycle.
+
+States: ``open`` -> ``closed`` -> ``drawn``, or ``cancelled`` when nothing
+valid was entered. Transitions happen only in ``lotteries.services`` under a
+row lock, and each one is recorded as a ``LotteryTransition``.
+
+Lock protocol (what makes the draw see one frozen list of ballots): every
+write to a lottery's ballots (insert, void) holds at least a share lock on the
+lottery row; close and draw hold it exclusively.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Lottery(models.Model):
+    class Kind(models.TextChoices):
+        DAILY = "daily"
+        DROP = "drop"
+        POOL = "pool"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+        DRAWN = "drawn"
+        CANCELLED = "cancelled"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    title = models.CharField(max_length=200)
+    # The calendar date the lottery belongs to, in LOTTERY_TIME_ZONE: for a
+    # daily lottery its day; for the other kinds the day its window closes.
+    day = models.DateField()
+    opens_at = models.DateTimeField()
+    closes_at = models.DateTimeField(help_text="End of the entrance window; no ballot at or after it.")
+    prize = models.CharField(max_length=200)
+    winners_count = models.PositiveIntegerField(default=1)
+    # sha256(seed), published when the lottery opens. The seed itself lives
+    # in draws.LotterySeed and is revealed only by the draw.
+    seed_commitment = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "lotteries"
+        ordering = ["-day", "-id"]
+        constraints = [
+            models.UniqueConstraint(name="one_daily_lottery_per_day", fields=["day"], condition=Q(kind="daily")),
+            models.CheckConstraint(name="lottery_window_ordered", condition=Q(closes_at__gt=models.F("opens_at"))),
+            models.CheckConstraint(name="lottery_has_winners", condition=Q(winners_count__gte=1)),
+        ]
+        indexes = [
+            models.Index(name="lottery_due", fields=["closes_at"], condition=Q(state__in=["open", "closed"])),
+            models.Index(fields=["kind", "state", "-day"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} (#{self.pk}, {self.state})"
+
+
+class TransitionSource(models.TextChoices):
+    """What moved a lottery from one state to another."""
+
+    BEAT = "beat"
+    COMMAND = "command"
+    ADMIN = "admin"
+    API = "api"
+    POOL_FILL = "pool_fill"
+    SYSTEM = "system"
+
+
+class LotteryTransition(models.Model):
+    """One step of a lottery's life cycle: when, from what, by what, by whom."""
+
+    lottery = models.ForeignKey(Lottery, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=10, choices=Lottery.State.choices, blank=True, default="")
+    to_state = models.CharField(max_length=10, choices=Lottery.State.choices)
+    source = models.CharField(max_length=10, choices=TransitionSource.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    forced = models.BooleanField(default=False, help_text="Closed before the end of its entrance window.")
+    note = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lottery", "id"]
+        constraints = [
+            # A state is entered at most once: two racing closes cannot both
+            # record a transition even if the row lock were bypassed.
+            models.UniqueConstraint(name="transition_once_per_state", fields=["lottery", "to_state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state} ({self.source})"

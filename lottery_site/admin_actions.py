@@ -1,0 +1,65 @@
+"""An admin action that asks for a reason before it runs (bans, forced closes)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from entries.models import Player
+from lottery_site.errors import ApplicationError
+
+
+def acting_player(request: HttpRequest) -> Player | None:
+    """The staff member behind an admin request, for audit records."""
+    return request.user if isinstance(request.user, Player) else None
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), strip=True)
+
+
+def reason_action(
+    *,
+    description: str,
+    apply: Callable[[HttpRequest, Model, str], bool],
+    done: str,
+) -> Callable[[admin.ModelAdmin[Any], HttpRequest, QuerySet[Any]], HttpResponse | None]:
+    """Build an action that shows a form for a reason, then calls ``apply`` per object.
+
+    ``apply`` returns True when it changed the object; domain errors are shown
+    per object and do not stop the others.
+    """
+
+    def action(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            changed = 0
+            for obj in queryset:
+                try:
+                    changed += bool(apply(request, obj, form.cleaned_data["reason"]))
+                except ApplicationError as error:
+                    modeladmin.message_user(request, f"{obj}: {error.message}", messages.ERROR)
+            modeladmin.message_user(request, done.format(count=changed), messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/reason_action.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": description,
+                "objects": queryset,
+                "form": form,
+                "action": request.POST.get("action", ""),
+                "opts": modeladmin.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    action.short_description = description  # type: ignore[attr-defined]
+    action.__name__ = description.lower().replace(" ", "_")
+    return action

@@ -1,0 +1,45 @@
+"""Liveness and readiness probes (plain Django views: no auth, no throttling)."""
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from redis import Redis
+
+logger = logging.getLogger(__name__)
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_redis() -> None:
+    client = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+CHECKS: dict[str, Callable[[], None]] = {"database": _check_database, "redis": _check_redis}
+
+
+def live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def ready(request: HttpRequest) -> JsonResponse:
+    """200 when every dependency answers; 503 naming the ones that failed."""
+    failed: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception as error:  # a probe reports any failure; it must not raise
+            logger.warning("readiness check failed", extra={"check": name, "error": str(error)})
+            failed[name] = f"{type(error).__name__}: {error}"
+    if failed:
+        return JsonResponse({"status": "unavailable", "failed": failed}, status=503)
+    return JsonResponse({"status": "ok", "checks": sorted(CHECKS)})

@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from draws.apis import DrawDetailApi, DrawVerificationApi, LotteryWinnersApi, WinnersOfDayApi
+from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi
+from lotteries.apis import LotteryCloseApi, LotteryDetailApi, LotteryListApi
+from lottery_site import health
+
+api_v1 = [
+    path("auth/token", obtain_auth_token, name="auth-token"),
+    path("ping", PingApi.as_view(), name="ping"),
+    path("lotteries", LotteryListApi.as_view(), name="lottery-list"),
+    path("lotteries/<int:lottery_id>", LotteryDetailApi.as_view(), name="lottery-detail"),
+    path("lotteries/<int:lottery_id>/close", LotteryCloseApi.as_view(), name="lottery-close"),
+    path("lotteries/<int:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
+    path("lotteries/<int:lottery_id>/winners", LotteryWinnersApi.as_view(), name="lottery-winners"),
+    path("ballots", MyBallotsApi.as_view(), name="my-ballots"),
+    path("winners", WinnersOfDayApi.as_view(), name="winners"),
+    path("draws/<int:draw_id>", DrawDetailApi.as_view(), name="draw-detail"),
+    path("draws/<int:draw_id>/verification", DrawVerificationApi.as_view(), name="draw-verification"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+]
+
+handler404 = "lottery_site.api.json_not_found"
+handler500 = "lottery_site.api.json_server_error"

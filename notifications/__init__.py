@@ -1,0 +1,1 @@
+"""SMS notifications to winners (simulated). Arrives with the notifications issue."""

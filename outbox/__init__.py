@@ -1,0 +1,1 @@
+"""Transactional outbox and Kafka relay. Arrives with the outbox issue."""

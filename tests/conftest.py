@@ -1,0 +1,105 @@
+"""Shared fixtures. Everything runs against the real PostgreSQL and Redis.
+
+Data is built through the real services (``lottery_open``, ``ballot_submit``,
+``lottery_close``) so the tests exercise the same paths as users do.
+"""
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from entries.models import Ballot, Player
+from entries.services import ballot_submit
+from lotteries.models import Lottery, TransitionSource
+from lotteries.services import lottery_open
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _clear_throttle_counts() -> Iterator[None]:
+    """Throttle counts live in Redis and outlive a test: start each test from zero."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def make_player() -> Callable[..., Player]:
+    def make(
+        *,
+        username: str | None = None,
+        phone_number: str | None = None,
+        external_account_id: str | None = None,
+        is_staff: bool = False,
+    ) -> Player:
+        n = next(_names)
+        return Player.objects.create_user(
+            username=username or f"player{n}",
+            password="password-for-tests",
+            phone_number=f"+1555{n:07d}" if phone_number is None else phone_number,
+            external_account_id=f"acct-{n}" if external_account_id is None else external_account_id,
+            is_staff=is_staff,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_lottery() -> Callable[..., Lottery]:
+    """An open lottery whose window is [opens_at, closes_at); by default it ends in an hour."""
+
+    def make(
+        *,
+        kind: str = Lottery.Kind.DROP,
+        closes_at: datetime | None = None,
+        opens_at: datetime | None = None,
+        winners_count: int = 1,
+        prize: str = "A test prize",
+    ) -> Lottery:
+        closes_at = closes_at or timezone.now() + timedelta(hours=1)
+        opens_at = opens_at or closes_at - timedelta(days=1)
+        return lottery_open(
+            kind=kind,
+            title=f"Test lottery {next(_names)}",
+            day=timezone.localdate(closes_at),
+            opens_at=opens_at,
+            closes_at=closes_at,
+            prize=prize,
+            winners_count=winners_count,
+            source=TransitionSource.SYSTEM,
+        )
+
+    return make
+
+
+@pytest.fixture
+def enter() -> Callable[..., Ballot]:
+    """Submit a valid ballot through the service, optionally at a given time."""
+
+    def submit(lottery: Lottery, player: Player, *, now: datetime | None = None) -> Ballot:
+        return ballot_submit(lottery_id=lottery.pk, player=player, now=now).ballot
+
+    return submit
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_for() -> Callable[[Player], APIClient]:
+    """An API client authenticated with the player's token, as a real player would be."""
+
+    def make(player: Player) -> APIClient:
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=player)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make

@@ -1,0 +1,25 @@
+"""Settings for the test suite: the real ones, with test-only defaults.
+
+The tests run against real PostgreSQL and Redis (pytest-django creates the
+``test_<name>`` database); only secrets and throttle rates differ.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-insecure-key")
+os.environ.setdefault("INTERNAL_CLOSE_TOKEN", "test-internal-token")
+os.environ.setdefault("API_THROTTLE_USER", "100000/min")
+os.environ.setdefault("API_THROTTLE_ANON", "100000/min")
+os.environ.setdefault("API_THROTTLE_BALLOTS", "100000/min")
+
+from lottery_site.settings import *  # noqa: F403
+from lottery_site.settings import CACHES
+
+# Keep test keys apart from a running development platform's.
+CACHES["default"]["KEY_PREFIX"] = "lottery-test"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation in tests
+
+# Serve static files (Swagger UI's assets, admin) straight from the apps, without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
