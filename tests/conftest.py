@@ -5,8 +5,9 @@ Data is built through the real services (``lottery_open``, ``ballot_submit``,
 """
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
+
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
@@ -22,10 +23,9 @@ _names = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _clear_throttle_counts() -> Iterator[None]:
-    """Throttle counts live in Redis and outlive a test: start each test from zero."""
+def _clear_throttle_counts() -> None:
+    """Throttle counts live in Redis (the tests' own database) and outlive a test: start each from zero."""
     cache.clear()
-    yield
 
 
 @pytest.fixture

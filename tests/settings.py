@@ -6,6 +6,8 @@ The tests run against real PostgreSQL and Redis (pytest-django creates the
 
 import os
 
+# A Redis database of the tests' own: they flush it, and must not touch a running platform's.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-insecure-key")
 os.environ.setdefault("INTERNAL_CLOSE_TOKEN", "test-internal-token")
 os.environ.setdefault("API_THROTTLE_USER", "100000/min")
