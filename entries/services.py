@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 # lottery row (close takes it exclusively, so no ballot commits after the
 # draw sealed its list) and on the player row (a ban updates it, so a ballot
 # either commits before the ban, and is voided by it, or sees the ban). The
-# insert happens only when every rule checked here holds; the constraints on
-# entries_ballot check the rest. ``next_slot`` may be stale under a race of
+# insert happens only when every rule checked here holds and the player's
+# Idempotency-Key (if any) is new; the constraints on entries_ballot check the
+# rest, including two retries racing with the same key. ``next_slot`` may be stale under a race of
 # the same player's requests: the unique slot constraint then fails and the
 # service retries with a fresh snapshot.
 _SUBMIT_SQL = """
@@ -46,6 +47,9 @@ WITH target AS (
     SELECT COALESCE(MAX(b.slot), 0) + 1 AS slot
     FROM entries_ballot b
     WHERE b.lottery_id = %(lottery_id)s AND b.player_id = %(player_id)s AND b.status = 'valid'
+), previous AS (
+    SELECT b.id FROM entries_ballot b
+    WHERE b.player_id = %(player_id)s AND b.idempotency_key = %(idempotency_key)s::varchar
 ), inserted AS (
     INSERT INTO entries_ballot (
         lottery_id, player_id, status, slot, phone_number, external_account_id,
@@ -58,9 +62,10 @@ WITH target AS (
     FROM target t CROSS JOIN next_slot n
     WHERE t.state = 'open' AND t.closes_at > %(now)s AND NOT t.is_banned
       AND (%(status)s::varchar <> 'valid' OR n.slot <= %(limit)s)
+      AND NOT EXISTS (SELECT 1 FROM previous)
     RETURNING id, slot, created_at
 )
-SELECT t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at
+SELECT t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at, EXISTS (SELECT 1 FROM previous)
 FROM target t LEFT JOIN inserted i ON TRUE
 """
 
@@ -120,6 +125,8 @@ def ballot_submit(
                 params["rejection_reason"] = _FRAUD_CONSTRAINTS[constraint]
                 continue
             raise
+        if row is not None and row[-1]:  # this Idempotency-Key already has a ballot
+            return _replay(player=player, lottery_id=lottery_id, idempotency_key=idempotency_key)
         ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
         if ballot.status == Ballot.Status.REJECTED:
             logger.info(
@@ -151,7 +158,7 @@ def _outcome(
 ) -> Ballot:
     if row is None:
         raise LotteryNotFound(details={"lottery_id": lottery_id})
-    state, closes_at, is_banned, ballot_id, slot, created_at = row
+    state, closes_at, is_banned, ballot_id, slot, created_at, _replayed = row
     if is_banned:
         logger.info("ballot refused: player banned", extra={"lottery_id": lottery_id, "player_id": player.pk})
         raise PlayerBanned()
