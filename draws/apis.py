@@ -19,6 +19,8 @@ from draws.errors import DrawNotFound
 from draws.models import Draw, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get
 from draws.services import DrawVerification, draw_ballot_ids, draw_verify
+from lotteries.errors import LotteryNotFound
+from lotteries.selectors import lottery_exists
 
 
 class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
@@ -76,7 +78,10 @@ class LotteryWinnersApi(ListAPIView[LotteryAward]):
     serializer_class = WinnerOutput
 
     def get_queryset(self) -> QuerySet[LotteryAward]:
-        return awards_of_lottery(lottery_id=self.kwargs["lottery_id"])
+        lottery_id = self.kwargs["lottery_id"]
+        if not lottery_exists(lottery_id=lottery_id):
+            raise LotteryNotFound(details={"lottery_id": lottery_id})
+        return awards_of_lottery(lottery_id=lottery_id)
 
 
 class DrawOutput(serializers.ModelSerializer[Draw]):

@@ -1,11 +1,11 @@
 """Lottery endpoints: list, detail, close."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -112,6 +112,11 @@ class LotteryCloseApi(APIView):
     """
 
     permission_classes = [IsStaffOrInternalToken]
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        # Anyone but staff or the internal token gets 403, signed in or not: the
+        # endpoint is not for players, so there is nothing to authenticate as.
+        raise exceptions.PermissionDenied(detail=message, code=code)
 
     class Input(serializers.Serializer[dict[str, Any]]):
         force = serializers.BooleanField(default=False)

@@ -27,9 +27,16 @@ def lotteries_of_day_ids(*, day: date) -> list[int]:
     )
 
 
+def lottery_exists(*, lottery_id: int) -> bool:
+    return Lottery.objects.filter(pk=lottery_id).exists()
+
+
 def lottery_list() -> QuerySet[Lottery]:
-    return Lottery.objects.annotate(valid_ballots=Count("ballots", filter=Q(ballots__status="valid"))).select_related(
-        "draw"
+    # Explicit order: the GROUP BY of the annotation drops Meta.ordering, and pages need a stable order.
+    return (
+        Lottery.objects.annotate(valid_ballots=Count("ballots", filter=Q(ballots__status="valid")))
+        .select_related("draw")
+        .order_by("-day", "-id")
     )
 
 

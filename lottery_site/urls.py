@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -7,19 +7,22 @@ from draws.apis import DrawDetailApi, DrawVerificationApi, LotteryWinnersApi, Wi
 from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi
 from lotteries.apis import LotteryCloseApi, LotteryDetailApi, LotteryListApi
 from lottery_site import health
+from lottery_site.converters import DatabaseIdConverter
+
+register_converter(DatabaseIdConverter, "id")
 
 api_v1 = [
     path("auth/token", obtain_auth_token, name="auth-token"),
     path("ping", PingApi.as_view(), name="ping"),
     path("lotteries", LotteryListApi.as_view(), name="lottery-list"),
-    path("lotteries/<int:lottery_id>", LotteryDetailApi.as_view(), name="lottery-detail"),
-    path("lotteries/<int:lottery_id>/close", LotteryCloseApi.as_view(), name="lottery-close"),
-    path("lotteries/<int:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
-    path("lotteries/<int:lottery_id>/winners", LotteryWinnersApi.as_view(), name="lottery-winners"),
+    path("lotteries/<id:lottery_id>", LotteryDetailApi.as_view(), name="lottery-detail"),
+    path("lotteries/<id:lottery_id>/close", LotteryCloseApi.as_view(), name="lottery-close"),
+    path("lotteries/<id:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
+    path("lotteries/<id:lottery_id>/winners", LotteryWinnersApi.as_view(), name="lottery-winners"),
     path("ballots", MyBallotsApi.as_view(), name="my-ballots"),
     path("winners", WinnersOfDayApi.as_view(), name="winners"),
-    path("draws/<int:draw_id>", DrawDetailApi.as_view(), name="draw-detail"),
-    path("draws/<int:draw_id>/verification", DrawVerificationApi.as_view(), name="draw-verification"),
+    path("draws/<id:draw_id>", DrawDetailApi.as_view(), name="draw-detail"),
+    path("draws/<id:draw_id>/verification", DrawVerificationApi.as_view(), name="draw-verification"),
 ]
 
 urlpatterns = [
