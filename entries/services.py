@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from entries.errors import (
@@ -75,6 +75,7 @@ _FRAUD_CONSTRAINTS = {
 }
 _SLOT_CONSTRAINT = "ballot_player_slot_unique"
 _IDEMPOTENCY_CONSTRAINT = "ballot_idempotency_key_unique_per_player"
+_TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,19 @@ def ballot_submit(
         "now": now,
         "limit": settings.MAX_BALLOTS_PER_PLAYER,
     }
-    # Each pass learns one thing from a violated constraint; a pass can only
-    # move from "valid" to "rejected", or retry a stale slot, so this is short.
+    # Each pass learns one thing from a violated constraint or a deadlock; a
+    # pass can only move from "valid" to "rejected", or retry a stale slot or
+    # a deadlock victim, so this is short.
     for _attempt in range(settings.MAX_BALLOTS_PER_PLAYER + 4):
         try:
             row = _execute_submit(params)
+        except OperationalError as error:
+            # Two conflicting inserts checked against an exclusion constraint
+            # at the same moment can deadlock; PostgreSQL aborts one of them.
+            # Its retry sees the other's committed ballot and is judged on it.
+            if _sqlstate(error) in _TRANSIENT_SQLSTATES:
+                continue
+            raise
         except IntegrityError as error:
             constraint = _violated_constraint(error)
             if constraint == _IDEMPOTENCY_CONSTRAINT:
@@ -176,6 +185,10 @@ def _outcome(
         idempotency_key=params["idempotency_key"],
         created_at=created_at,
     )
+
+
+def _sqlstate(error: Exception) -> str | None:
+    return getattr(error.__cause__, "sqlstate", None)
 
 
 def _violated_constraint(error: IntegrityError) -> str | None:
