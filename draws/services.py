@@ -14,9 +14,11 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from draws import algorithm
+from draws.events import award_created
 from draws.models import Draw, LotteryAward, LotterySeed
 from entries.models import Ballot
 from lotteries.models import Lottery
+from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
@@ -80,19 +82,26 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         winning_ballot_ids=winning_ids,
         drawn_at=now,
     )
-    players = dict(Ballot.objects.filter(pk__in=winning_ids).values_list("id", "player_id"))
-    LotteryAward.objects.bulk_create(
+    winners = {
+        ballot_id: (player_id, external_id)
+        for ballot_id, player_id, external_id in Ballot.objects.filter(pk__in=winning_ids).values_list(
+            "id", "player_id", "player__external_account_id"
+        )
+    }
+    awards = LotteryAward.objects.bulk_create(
         LotteryAward(
             lottery=lottery,
             draw=draw,
             ballot_id=ballot_id,
-            player_id=players[ballot_id],
+            player_id=winners[ballot_id][0],
             rank=rank,
             prize=lottery.prize,
             status=LotteryAward.Status.PLAYED_OUT,
         )
         for rank, ballot_id in enumerate(winning_ids, start=1)
     )
+    # AwardCreated for each award, in rank order, in this same transaction.
+    publish(*(award_created(a, draw=draw, player_external_id=winners[a.ballot_id][1]) for a in awards))
     logger.info(
         "lottery drawn",
         extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},

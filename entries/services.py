@@ -1,9 +1,10 @@
 """Write side of players and ballots: submission rules and bans.
 
-Ballot submission is one SQL statement that locks, checks and inserts, so
-the common case costs one round trip and no pre-check: the database's
-constraints decide the per-player limit, fraud and idempotency, and the
-service turns a violated constraint into the matching domain error.
+Ballot submission is one SQL statement that locks, checks and inserts, with
+no pre-check: the database's constraints decide the per-player limit, fraud
+and idempotency, and the service turns a violated constraint into the
+matching domain error. An accepted ballot's LotteryEntryCreated event is
+written in the same transaction.
 """
 
 import logging
@@ -23,8 +24,10 @@ from entries.errors import (
     PlayerBanned,
     PlayerNotFound,
 )
+from entries.events import entry_created
 from entries.models import Ballot, Player, PlayerBanEvent
 from lotteries.errors import LotteryClosed, LotteryNotFound
+from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def ballot_submit(
     # a deadlock victim, so this is short.
     for _attempt in range(settings.MAX_BALLOTS_PER_PLAYER + 4):
         try:
-            row = _execute_submit(params)
+            ballot = _submit_once(params, lottery_id=lottery_id, player=player, now=now)
         except OperationalError as error:
             # Two conflicting inserts checked against an exclusion constraint
             # at the same moment can deadlock; PostgreSQL aborts one of them.
@@ -134,9 +137,8 @@ def ballot_submit(
                 params["rejection_reason"] = _FRAUD_CONSTRAINTS[constraint]
                 continue
             raise
-        if row is not None and row[-1]:  # this Idempotency-Key already has a ballot
+        if ballot is None:  # this Idempotency-Key already has a ballot
             return _replay(player=player, lottery_id=lottery_id, idempotency_key=idempotency_key)
-        ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
         if ballot.status == Ballot.Status.REJECTED:
             logger.info(
                 "ballot rejected as duplicate entry",
@@ -147,19 +149,24 @@ def ballot_submit(
     raise RuntimeError("ballot submission did not settle; constraints keep changing under it")
 
 
-def _execute_submit(params: dict[str, Any]) -> tuple[Any, ...] | None:
-    # Alone, the statement is its own transaction (one round trip). Inside a
-    # caller's transaction it runs under a savepoint, so that a violated
-    # constraint leaves the caller's transaction usable for the retry.
-    if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
+def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now: datetime) -> Ballot | None:
+    """One attempt, in one transaction (a savepoint inside a caller's): the
+    statement and, for a new valid ballot, its LotteryEntryCreated event.
+
+    Returns the stored ballot, or ``None`` when the Idempotency-Key already
+    has one. A refusal raises here, where nothing was written; a violated
+    constraint rolls back this attempt only.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
             cursor.execute(_SUBMIT_SQL, params)
             row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
-    with connection.cursor() as cursor:
-        cursor.execute(_SUBMIT_SQL, params)
-        row = cursor.fetchone()
-        return row
+        if row is not None and row[-1]:
+            return None
+        ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
+        if ballot.status == Ballot.Status.VALID:
+            publish(entry_created(ballot, player=player))
+    return ballot
 
 
 def _outcome(

@@ -18,8 +18,10 @@ from draws import algorithm
 from draws.models import Draw
 from draws.services import draw_run, seed_store
 from entries.models import Player
+from lotteries import events as lottery_events
 from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound
 from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ def lottery_open(
         )
         seed_store(lottery=lottery, seed=seed)
         LotteryTransition.objects.create(lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor=actor)
+        publish(lottery_events.lottery_opened(lottery))
     logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
     return lottery
 
@@ -118,7 +121,7 @@ def lottery_close(
     force: bool = False,
     now: datetime | None = None,
 ) -> CloseOutcome:
-    """Close a lottery and draw it, in one transaction.
+    """Close a lottery and draw it, in one transaction, with its events.
 
     Locks the lottery row (``SELECT ... FOR UPDATE``) for the whole
     transaction. Open -> closed -> drawn (or cancelled with no valid ballot);
@@ -139,11 +142,16 @@ def lottery_close(
             if early and not force:
                 raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
             _transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
+            publish(lottery_events.lottery_closed(lottery, source=source, forced=early))
         draw = draw_run(lottery=lottery, now=now)
         if draw is None:
-            _transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note="no valid ballots")
+            reason = "no valid ballots"
+            _transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
+            publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason))
         else:
             _transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
+            # After the awards' events (written by draw_run): consumers see the awards, then "drawn".
+            publish(lottery_events.lottery_drawn(lottery, draw=draw, source=source))
     return CloseOutcome(lottery=lottery, changed=True, draw=draw)
 
 

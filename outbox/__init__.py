@@ -1,1 +1,1 @@
-"""Transactional outbox and Kafka relay. Arrives with the outbox issue."""
+"""Transactional outbox: events written in the producer's transaction, relayed to Kafka."""

@@ -37,13 +37,15 @@ def run_together(*calls: Callable[[], Any], timeout: float = 60) -> list[Any]:
     return results
 
 
-def manage_py(*args: str) -> subprocess.Popen[str]:
-    """Start ``manage.py`` in another process, on the test database."""
+def manage_py(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``manage.py`` in another process, on the test database (and the test broker)."""
     db = settings.DATABASES["default"]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
+        **(env or {}),
     }
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *args],

@@ -5,10 +5,11 @@ Data is built through the real services (``lottery_open``, ``ballot_submit``,
 """
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -18,6 +19,9 @@ from entries.models import Ballot, Player
 from entries.services import ballot_submit
 from lotteries.models import Lottery, TransitionSource
 from lotteries.services import lottery_open
+from outbox.events import TOPICS
+from outbox.kafka import ensure_topics, reset_producer
+from tests.kafka import Broker
 
 _names = itertools.count(1)
 
@@ -103,3 +107,16 @@ def client_for() -> Callable[[Player], APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The tests' Kafka-protocol broker, on the port tests.settings chose, with the platform's topics."""
+    port = int(settings.KAFKA_BOOTSTRAP_SERVERS[0].rsplit(":", 1)[1])
+    broker = Broker(port, tmp_path_factory.mktemp("kafka") / "tansu.log").start()
+    try:
+        ensure_topics(TOPICS)
+        yield broker
+    finally:
+        reset_producer()
+        broker.stop()

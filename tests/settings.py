@@ -6,6 +6,17 @@ The tests run against real PostgreSQL and Redis (pytest-django creates the
 
 import os
 
+# The tests' own broker (started by a session fixture in conftest) listens
+# here; chosen before Django reads its settings so subprocesses inherit it.
+if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+    import socket
+
+    with socket.socket() as _sock:
+        _sock.bind(("127.0.0.1", 0))
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{_sock.getsockname()[1]}"
+os.environ.setdefault("KAFKA_REQUEST_TIMEOUT_MS", "3000")
+os.environ.setdefault("OUTBOX_BACKOFF_MAX_SECONDS", "3")
+
 # A Redis database of the tests' own: they flush it, and must not touch a running platform's.
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-insecure-key")

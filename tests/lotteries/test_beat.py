@@ -51,7 +51,7 @@ def test_the_sweep_queues_only_lotteries_whose_window_ended(make_player, enter):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_a_real_worker_draws_yesterdays_lottery_when_the_sweep_runs(make_player, enter):
+def test_a_real_worker_draws_yesterdays_lottery_when_the_sweep_runs(kafka_broker, make_player, enter):
     today = lottery_today()
     yesterday = daily_lottery_open(day=today - timedelta(days=1))
     ballots = [enter(yesterday, make_player(), now=yesterday.closes_at - timedelta(hours=1)) for _ in range(3)]

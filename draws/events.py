@@ -1,0 +1,26 @@
+"""AwardCreated (topic lottery.v1.award, key: the lottery id)."""
+
+from draws.models import Draw, LotteryAward
+from outbox import events
+from outbox.events import DomainEvent
+
+
+def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -> DomainEvent:
+    return DomainEvent(
+        type=events.AWARD_CREATED,
+        aggregate_type="lottery",
+        aggregate_id=str(award.lottery_id),
+        data={
+            "lottery_id": award.lottery_id,
+            "award_id": award.pk,
+            "player_id": award.player_id,
+            "player_external_id": player_external_id,
+            "rank": award.rank,
+            "prize": award.prize,
+            "win_sum": None if award.win_sum is None else str(award.win_sum),
+            "currency": award.currency or None,
+            "status": award.status,
+            "draw_id": draw.pk,
+            "entries_digest": draw.entries_digest,
+        },
+    )

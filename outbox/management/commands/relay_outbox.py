@@ -1,0 +1,63 @@
+import signal
+import time
+from argparse import ArgumentParser
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+from kafka.errors import KafkaError
+
+from outbox.events import TOPICS
+from outbox.kafka import ensure_topics
+from outbox.relay import Backoff, BrokerUnavailable, drain
+
+
+class Command(BaseCommand):
+    help = (
+        "Relay outbox events to Kafka: once (--once), or in a loop until SIGTERM or SIGINT, which finish the "
+        "batch in hand. Safe beside other relays and the Celery relay task."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--once", action="store_true", help="Drain what is there now, then exit.")
+        parser.add_argument(
+            "--idle-seconds", type=float, default=0.05, help="Pause between polls when the outbox is empty."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        backoff = Backoff()
+        topics_ready = False
+        while not self.stopping:
+            try:
+                if not topics_ready:
+                    ensure_topics(TOPICS)
+                    topics_ready = True
+                result = drain(budget_seconds=5, should_stop=lambda: self.stopping)
+            except (BrokerUnavailable, KafkaError) as error:
+                if options["once"]:
+                    raise CommandError(f"Kafka is unavailable: {error}") from error
+                delay = backoff.next_delay()
+                self.stderr.write(f"Kafka unavailable ({error}); retrying in {delay:.1f} s")
+                self._sleep(delay)
+                continue
+            backoff.reset()
+            if result.published or result.failed:
+                self.stdout.write(f"published {result.published}, failed {result.failed}")
+            if options["once"]:
+                return
+            if not result.more:
+                close_old_connections()
+                self._sleep(options["idle_seconds"])
+        self.stdout.write("relay stopped")
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))

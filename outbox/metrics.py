@@ -1,0 +1,64 @@
+"""Prometheus metrics of the outbox.
+
+The backlog and the age of the oldest unpublished event are read from the
+database when Prometheus scrapes, so every process reports the same truth
+whichever relay did the work. Counters count this process's own work.
+"""
+
+import logging
+from collections.abc import Iterator
+
+from django.db import DatabaseError, connection
+from prometheus_client import Counter
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+published_total = Counter("lottery_outbox_published_total", "Outbox events acknowledged by Kafka", ["event_type"])
+failed_attempts_total = Counter(
+    "lottery_outbox_failed_attempts_total", "Publish attempts that failed on the event itself", ["event_type"]
+)
+broker_unavailable_total = Counter("lottery_outbox_broker_unavailable_total", "Relay batches stopped by Kafka trouble")
+
+_BACKLOG_SQL = """
+SELECT count(*) FILTER (WHERE state = 'pending'),
+       count(*) FILTER (WHERE state = 'failed'),
+       coalesce(extract(epoch FROM now() - min(created_at)), 0)
+FROM outbox_outboxevent
+WHERE state <> 'published'
+"""
+
+
+class OutboxCollector(Collector):
+    _GAUGES = (
+        ("lottery_outbox_backlog", "Outbox events not yet published (pending)"),
+        ("lottery_outbox_failed", "Outbox events parked as failed"),
+        ("lottery_outbox_oldest_unpublished_age_seconds", "Age of the oldest pending or parked event, 0 when none"),
+    )
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only: registering must not query the database.
+        for name, documentation in self._GAUGES:
+            yield GaugeMetricFamily(name, documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_BACKLOG_SQL)
+                values = cursor.fetchone()
+        except DatabaseError as error:
+            logger.warning("outbox metrics unavailable", exc_info=error)
+            return
+        for (name, documentation), value in zip(self._GAUGES, values, strict=True):
+            yield GaugeMetricFamily(name, documentation, value=float(value))
+
+
+_registered = False
+
+
+def register() -> None:
+    global _registered
+    if not _registered:
+        REGISTRY.register(OutboxCollector())
+        _registered = True

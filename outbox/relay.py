@@ -1,0 +1,243 @@
+"""The relay: from committed outbox rows to broker acknowledgements.
+
+One batch is one database transaction:
+
+1. claim up to N pending rows in id order, ``FOR UPDATE SKIP LOCKED``, so
+   relays running side by side (Celery tasks, ``relay_outbox`` commands) take
+   disjoint rows;
+2. hold back every row that has an earlier unpublished row of the same key
+   outside this batch (claimed by another relay, or parked as failed): per-key
+   order never depends on which relay is faster;
+3. send the rest in id order, wait for the broker's acknowledgements, and
+   mark exactly the acknowledged rows published, in the same transaction.
+
+A crash between send and mark leaves the rows pending, so they are sent
+again: delivery is at least once, and consumers dedupe by ``event-id``.
+"""
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.producer.future import FutureRecordMetadata
+
+from outbox import kafka, metrics
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_SQL = """
+SELECT id, event_id, event_type, topic, key, value, message_type, headers
+FROM outbox_outboxevent
+WHERE state = 'pending'
+ORDER BY id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+# For each key of the batch: the first unpublished row of that key that this
+# batch does not hold. Rows of the key from there on must wait.
+_FIRST_BLOCKER_SQL = """
+SELECT key, min(id)
+FROM outbox_outboxevent
+WHERE key = ANY(%s) AND state <> 'published' AND NOT (id = ANY(%s))
+GROUP BY key
+"""
+
+_MARK_PUBLISHED_SQL = """
+UPDATE outbox_outboxevent SET state = 'published', published_at = %s WHERE id = ANY(%s)
+"""
+
+_RECORD_FAILURE_SQL = """
+UPDATE outbox_outboxevent
+SET attempts = attempts + 1,
+    last_error = %(error)s,
+    state = CASE WHEN attempts + 1 >= %(max_attempts)s THEN 'failed' ELSE 'pending' END
+WHERE id = %(id)s
+"""
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the batch; nothing unacknowledged was marked. Back off and retry."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0  # events that failed on their own this batch (attempt recorded)
+    held_back: int = 0  # behind an earlier unpublished event of their key
+
+
+@dataclass
+class _Row:
+    id: int
+    event_id: Any
+    event_type: str
+    topic: str
+    key: str
+    value: str
+    message_type: str
+    headers: dict[str, str] | str  # jsonb arrives as text from a raw cursor
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        extra = json.loads(self.headers) if isinstance(self.headers, str) else self.headers
+        headers = [
+            ("messageType", self.message_type.encode()),
+            ("event-id", str(self.event_id).encode()),
+            ("content-type", b"application/json"),
+        ]
+        headers.extend((name, value.encode()) for name, value in extra.items())
+        return headers
+
+
+def relay_batch(*, batch_size: int | None = None) -> BatchResult:
+    """Publish one batch. Raises ``BrokerUnavailable`` (after committing what was acknowledged)."""
+    batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
+    started = time.monotonic()
+    broker_error: BaseException | None = None
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [batch_size])
+            rows = [_Row(*row) for row in cursor.fetchall()]
+            if not rows:
+                return BatchResult()
+            cursor.execute(_FIRST_BLOCKER_SQL, [sorted({r.key for r in rows}), [r.id for r in rows]])
+            first_blocker = dict(cursor.fetchall())
+
+        by_id = {r.id: r for r in rows}
+        sendable = [r for r in rows if r.id < first_blocker.get(r.key, r.id + 1)]
+        held_back = len(rows) - len(sendable)
+        sent, failures, broker_error = _send(sendable)
+        held_back += len(sendable) - len(sent) - len(failures)
+        published = [r.id for r in sent]
+
+        with connection.cursor() as cursor:
+            if published:
+                cursor.execute(_MARK_PUBLISHED_SQL, [timezone.now(), published])
+                for row in sent:
+                    metrics.published_total.labels(row.event_type).inc()
+            for row_id, error in failures.items():
+                metrics.failed_attempts_total.labels(by_id[row_id].event_type).inc()
+                cursor.execute(
+                    _RECORD_FAILURE_SQL,
+                    {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
+                )
+    result = BatchResult(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
+    logger.info(
+        "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
+        result.claimed,
+        result.published,
+        result.failed,
+        result.held_back,
+        (time.monotonic() - started) * 1000,
+        extra={"claimed": result.claimed, "published": result.published, "failed": result.failed},
+    )
+    if broker_error is not None:
+        metrics.broker_unavailable_total.inc()
+        if isinstance(broker_error, kafka.PRODUCER_STATE_ERRORS):
+            kafka.reset_producer()  # a restarted broker forgot our producer id: start afresh
+        raise BrokerUnavailable(f"{type(broker_error).__name__}: {broker_error}") from broker_error
+    return result
+
+
+def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException | None]:
+    """Send rows in order; return (acknowledged rows, per-event failures, broker error if any).
+
+    After a row fails on its own, the later rows of its key are not sent in
+    this batch: they stay pending behind it.
+    """
+    try:
+        producer = kafka.producer()
+    except KafkaError as error:  # a new producer cannot bootstrap while the broker is down
+        return [], {}, error
+    futures: list[tuple[_Row, FutureRecordMetadata]] = []
+    failures: dict[int, str] = {}
+    stopped_keys: set[str] = set()
+    broker_error: BaseException | None = None
+    for row in rows:
+        if row.key in stopped_keys:
+            continue
+        key, value, headers = row.key.encode(), row.value.encode(), row.kafka_headers()
+        try:
+            future = producer.send(row.topic, key=key, value=value, headers=headers)
+        except (KafkaError, ValueError, TypeError) as error:  # Kafka's verdict on the broker, or on this message
+            if kafka.is_broker_trouble(error):
+                broker_error = error
+                break
+            failures[row.id] = f"{type(error).__name__}: {error}"
+            stopped_keys.add(row.key)
+            continue
+        futures.append((row, future))
+
+    if futures:
+        try:
+            producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
+        except KafkaTimeoutError as error:
+            broker_error = broker_error or error
+
+    acknowledged: list[_Row] = []
+    for row, future in futures:
+        if row.key in stopped_keys:
+            continue
+        if future.succeeded():
+            acknowledged.append(row)
+            continue
+        problem = future.exception if future.is_done else KafkaTimeoutError("no acknowledgement in time")
+        if problem is None or kafka.is_broker_trouble(problem):
+            broker_error = broker_error or problem or KafkaTimeoutError("send failed")
+        else:
+            failures[row.id] = f"{type(problem).__name__}: {problem}"
+        stopped_keys.add(row.key)  # nothing later of this key is marked ahead of it
+    return acknowledged, failures, broker_error
+
+
+@dataclass
+class DrainResult:
+    published: int = 0
+    failed: int = 0
+    batches: int = 0
+    more: bool = False  # stopped by the budget or a stop request with work left
+
+
+def drain(*, budget_seconds: float, should_stop: Callable[[], bool] = lambda: False) -> DrainResult:
+    """Publish batches until the outbox is empty, the budget is spent, or ``should_stop()``.
+
+    Raises ``BrokerUnavailable`` from the failing batch (earlier batches stay published).
+    """
+    deadline = time.monotonic() + budget_seconds
+    total = DrainResult()
+    while True:
+        result = relay_batch()
+        total.batches += 1
+        total.published += result.published
+        total.failed += result.failed
+        if result.claimed < settings.OUTBOX_BATCH_SIZE or result.published + result.failed == 0:
+            return total  # drained, or everything left waits behind another relay or a parked event
+        if should_stop() or time.monotonic() >= deadline:
+            total.more = True
+            return total
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter, for a relay loop in one process."""
+
+    def __init__(self, *, base: float = 0.25, cap: float | None = None) -> None:
+        self.base = base
+        self.cap = cap if cap is not None else float(settings.OUTBOX_BACKOFF_MAX_SECONDS)
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not security)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,118 @@
+"""The outbox API for producers, and the relay's housekeeping.
+
+A service that changes state calls ``publish`` inside its own
+``transaction.atomic()``: the event row commits or rolls back with the change,
+and after the commit the relay is kicked (coalesced: at most one relay run
+waits in the queue). Beat's sweep picks up anything a lost kick left behind.
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from opentelemetry import propagate
+from redis import Redis
+from redis.exceptions import RedisError
+
+from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
+from outbox.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+# Set while a relay run is queued; the run clears it when it starts, so a
+# kick during the run queues exactly one more.
+RELAY_PENDING_KEY = "outbox:relay:pending"
+PURGE_BATCH_SIZE = 5000
+
+
+def publish(*events: DomainEvent) -> list[OutboxEvent]:
+    """Store events in the outbox, in the caller's transaction, in the given order.
+
+    Must be called inside ``transaction.atomic()``: an event outside one
+    could be committed without the change it describes, or the other way round.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox.publish must run inside the transaction that makes the change")
+    headers: dict[str, str] = {}
+    propagate.inject(headers)  # W3C traceparent of the active trace, if any
+    rows = OutboxEvent.objects.bulk_create(
+        OutboxEvent(
+            event_id=event.id,
+            event_type=event.type,
+            topic=event.route.topic,
+            message_type=event.route.message_type,
+            key=event.aggregate_id,
+            value=event.to_json(),
+            headers=headers,
+            created_at=event.occurred_at,
+        )
+        for event in events
+    )
+    transaction.on_commit(kick_relay, robust=True)
+    return rows
+
+
+@lru_cache(maxsize=1)
+def _redis() -> Redis:
+    return Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+
+
+def kick_relay() -> None:
+    """Queue a relay run unless one is already queued. Never raises: the sweep is the fallback."""
+    from outbox.tasks import relay_outbox  # the task module imports the relay, which imports this one
+
+    try:
+        if _redis().set(RELAY_PENDING_KEY, b"1", nx=True, ex=60):
+            relay_outbox.delay()
+    except (RedisError, OSError) as error:
+        logger.warning("could not kick the outbox relay; the sweep will pick the events up", exc_info=error)
+
+
+def relay_run_started() -> None:
+    """Called by a relay run as it starts: the next kick queues a new run."""
+    try:
+        _redis().delete(RELAY_PENDING_KEY)
+    except (RedisError, OSError) as error:
+        logger.warning("could not clear the relay's pending flag", exc_info=error)
+
+
+def replay_failed(*, event_ids: Iterable[int]) -> int:
+    """Put parked events back in line, attempts reset. Returns how many were parked."""
+    with transaction.atomic():
+        count = OutboxEvent.objects.filter(pk__in=list(event_ids), state=OutboxEvent.State.FAILED).update(
+            state=OutboxEvent.State.PENDING, attempts=0
+        )
+        if count:
+            transaction.on_commit(kick_relay, robust=True)
+    logger.info("outbox events replayed", extra={"count": count})
+    return count
+
+
+def purge_published(*, now: datetime | None = None, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete published rows past retention, in bounded batches. Unpublished rows are never touched.
+
+    Award and draw events are kept for OUTBOX_AUDIT_RETENTION_DAYS, the rest
+    for OUTBOX_RETENTION_DAYS. Safe to run twice at once.
+    """
+    now = now or timezone.now()
+    ordinary = now - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+    audit = now - timedelta(days=settings.OUTBOX_AUDIT_RETENTION_DAYS)
+    deleted = 0
+    for cutoff, audited in ((ordinary, False), (audit, True)):
+        rows = OutboxEvent.objects.filter(state=OutboxEvent.State.PUBLISHED, published_at__lt=cutoff)
+        rows = (
+            rows.filter(event_type__in=AUDIT_EVENT_TYPES) if audited else rows.exclude(event_type__in=AUDIT_EVENT_TYPES)
+        )
+        while True:
+            ids = list(rows.order_by("published_at").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                break
+            count, _ = OutboxEvent.objects.filter(pk__in=ids, state=OutboxEvent.State.PUBLISHED).delete()
+            deleted += count
+    if deleted:
+        logger.info("outbox purged", extra={"deleted": deleted})
+    return deleted

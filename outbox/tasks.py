@@ -1,0 +1,44 @@
+"""Celery tasks of the outbox: the relay (kicked on commit, swept by beat) and the purge."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from outbox.relay import Backoff, BrokerUnavailable, drain
+from outbox.services import _redis, kick_relay, purge_published, relay_run_started
+
+logger = logging.getLogger(__name__)
+
+# Shared by every worker process: while the broker is down, kicks and sweeps
+# return at once instead of each waiting out a timeout.
+PAUSED_KEY = "outbox:relay:paused"
+FAILURES_KEY = "outbox:relay:failures"
+
+
+@shared_task(ignore_result=True)
+def relay_outbox() -> int:
+    """Drain the outbox for up to OUTBOX_TASK_BUDGET_SECONDS; returns how many events were published."""
+    relay_run_started()
+    redis = _redis()
+    if redis.exists(PAUSED_KEY):
+        return 0
+    try:
+        result = drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS)
+    except BrokerUnavailable as error:
+        backoff = Backoff()
+        backoff.failures = int(redis.incr(FAILURES_KEY)) - 1
+        redis.expire(FAILURES_KEY, 3600)
+        delay = backoff.next_delay()
+        redis.set(PAUSED_KEY, b"1", px=max(1, int(delay * 1000)))
+        logger.warning("kafka unavailable, relay paused for %.1f s: %s", delay, error)
+        return 0
+    redis.delete(FAILURES_KEY)
+    if result.more:
+        kick_relay()  # hand the rest to a fresh task rather than hog this worker
+    return result.published
+
+
+@shared_task(ignore_result=True)
+def purge_outbox() -> int:
+    return purge_published()
