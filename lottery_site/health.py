@@ -6,6 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from kafka import KafkaAdminClient
 from redis import Redis
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,20 @@ def _check_redis() -> None:
         client.close()
 
 
-CHECKS: dict[str, Callable[[], None]] = {"database": _check_database, "redis": _check_redis}
+def _check_kafka() -> None:
+    client = KafkaAdminClient(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        client_id=f"{settings.KAFKA_CLIENT_ID}-health",
+        request_timeout_ms=2000,
+        bootstrap_timeout_ms=2000,
+    )
+    try:
+        client.list_topics()
+    finally:
+        client.close()
+
+
+CHECKS: dict[str, Callable[[], None]] = {"database": _check_database, "redis": _check_redis, "kafka": _check_kafka}
 
 
 def live(request: HttpRequest) -> JsonResponse:

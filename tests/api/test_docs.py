@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from lottery_site import health
+from tests.kafka import free_port
 
 API_PATHS = [
     "/api/v1/lotteries/{lottery_id}/ballots",
@@ -132,24 +132,26 @@ def test_liveness_probe_is_200(client):
 
 
 @pytest.mark.django_db
-def test_readiness_probe_checks_database_and_redis(client):
+def test_readiness_probe_checks_database_redis_and_kafka(client, kafka_broker):
     response = client.get("/health/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": ["database", "redis"]}
+    assert response.json() == {"status": "ok", "checks": ["database", "kafka", "redis"]}
 
 
 @pytest.mark.django_db
-def test_readiness_probe_is_503_naming_the_failed_check(client, monkeypatch):
-    # given Redis does not answer
-    def redis_down() -> None:
-        raise ConnectionError("connection refused")
-
-    monkeypatch.setitem(health.CHECKS, "redis", redis_down)
+def test_readiness_probe_is_503_naming_each_failed_check(client, settings, kafka_broker):
+    # given nothing answers where Redis and Kafka are said to be
+    closed = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed}/0"
+    settings.KAFKA_BOOTSTRAP_SERVERS = [f"127.0.0.1:{closed}"]
 
     # when readiness is probed
     response = client.get("/health/ready")
 
-    # then it says which dependency failed
+    # then it says which dependencies failed, and the database is not among them
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "failed": {"redis": "ConnectionError: connection refused"}}
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert set(body["failed"]) == {"redis", "kafka"}
+    assert "ConnectionError" in body["failed"]["redis"]
