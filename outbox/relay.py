@@ -43,12 +43,19 @@ FOR UPDATE SKIP LOCKED
 """
 
 # For each key of the batch: the first unpublished row of that key that this
-# batch does not hold. Rows of the key from there on must wait.
+# batch does not hold. Rows of the key from there on must wait. Only a row
+# below the batch's last id can block it: each lookup walks the (key, id)
+# index of unpublished rows from the key's oldest and stops at the first
+# hit, so its cost does not grow with the backlog.
 _FIRST_BLOCKER_SQL = """
-SELECT key, min(id)
-FROM outbox_outboxevent
-WHERE key = ANY(%s) AND state <> 'published' AND NOT (id = ANY(%s))
-GROUP BY key
+SELECT k.key, blocker.id
+FROM unnest(%(keys)s::varchar[]) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT e.id FROM outbox_outboxevent e
+    WHERE e.key = k.key AND e.state <> 'published' AND e.id < %(last_id)s AND NOT (e.id = ANY(%(ids)s))
+    ORDER BY e.id
+    LIMIT 1
+) blocker
 """
 
 _MARK_PUBLISHED_SQL = """
@@ -109,7 +116,10 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
             rows = [_Row(*row) for row in cursor.fetchall()]
             if not rows:
                 return BatchResult()
-            cursor.execute(_FIRST_BLOCKER_SQL, [sorted({r.key for r in rows}), [r.id for r in rows]])
+            cursor.execute(
+                _FIRST_BLOCKER_SQL,
+                {"keys": sorted({r.key for r in rows}), "last_id": rows[-1].id, "ids": [r.id for r in rows]},
+            )
             first_blocker = dict(cursor.fetchall())
 
         by_id = {r.id: r for r in rows}

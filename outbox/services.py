@@ -23,8 +23,9 @@ from outbox.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
-# Set while a relay run is queued; the run clears it when it starts, so a
-# kick during the run queues exactly one more.
+# Set while a relay run is queued or running: kicks meanwhile queue nothing.
+# The run clears it once drained and then looks once more, so an event whose
+# kick found the flag set is never left for the sweep.
 RELAY_PENDING_KEY = "outbox:relay:pending"
 PURGE_BATCH_SIZE = 5000
 
@@ -57,7 +58,7 @@ def publish(*events: DomainEvent) -> list[OutboxEvent]:
 
 
 @lru_cache(maxsize=1)
-def _redis() -> Redis:
+def redis_client() -> Redis:
     return Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
 
 
@@ -66,16 +67,16 @@ def kick_relay() -> None:
     from outbox.tasks import relay_outbox  # the task module imports the relay, which imports this one
 
     try:
-        if _redis().set(RELAY_PENDING_KEY, b"1", nx=True, ex=60):
+        if redis_client().set(RELAY_PENDING_KEY, b"1", nx=True, ex=60):
             relay_outbox.delay()
     except (RedisError, OSError) as error:
         logger.warning("could not kick the outbox relay; the sweep will pick the events up", exc_info=error)
 
 
-def relay_run_started() -> None:
-    """Called by a relay run as it starts: the next kick queues a new run."""
+def relay_run_drained() -> None:
+    """Called by a relay run once the outbox was empty: from now on a kick queues a new run."""
     try:
-        _redis().delete(RELAY_PENDING_KEY)
+        redis_client().delete(RELAY_PENDING_KEY)
     except (RedisError, OSError) as error:
         logger.warning("could not clear the relay's pending flag", exc_info=error)
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from outbox.relay import Backoff, BrokerUnavailable, drain
-from outbox.services import _redis, kick_relay, purge_published, relay_run_started
+from outbox.services import purge_published, redis_client, relay_run_drained
 
 logger = logging.getLogger(__name__)
 
@@ -18,13 +18,24 @@ FAILURES_KEY = "outbox:relay:failures"
 
 @shared_task(ignore_result=True)
 def relay_outbox() -> int:
-    """Drain the outbox for up to OUTBOX_TASK_BUDGET_SECONDS; returns how many events were published."""
-    relay_run_started()
-    redis = _redis()
+    """Drain the outbox for up to OUTBOX_TASK_BUDGET_SECONDS; returns how many events were published.
+
+    Kicked after commits (coalesced by the pending flag) and swept by beat.
+    While the broker is down every run returns at once; the flag stays set
+    (it expires) and the sweep resumes the work when the pause ends.
+    """
+    redis = redis_client()
     if redis.exists(PAUSED_KEY):
         return 0
     try:
         result = drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS)
+        if result.more:
+            relay_outbox.delay()  # hand the rest to a fresh task rather than hog this worker
+            return result.published
+        # Drained: let the next kick queue a run, then look once more for
+        # events whose kick came while the flag was still set.
+        relay_run_drained()
+        published = result.published + drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS).published
     except BrokerUnavailable as error:
         backoff = Backoff()
         backoff.failures = int(redis.incr(FAILURES_KEY)) - 1
@@ -34,9 +45,7 @@ def relay_outbox() -> int:
         logger.warning("kafka unavailable, relay paused for %.1f s: %s", delay, error)
         return 0
     redis.delete(FAILURES_KEY)
-    if result.more:
-        kick_relay()  # hand the rest to a fresh task rather than hog this worker
-    return result.published
+    return published
 
 
 @shared_task(ignore_result=True)

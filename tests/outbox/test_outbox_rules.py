@@ -17,7 +17,8 @@ from outbox import kafka
 from outbox.events import LIFECYCLE_TOPIC, DomainEvent
 from outbox.models import OutboxEvent
 from outbox.relay import drain
-from outbox.services import RELAY_PENDING_KEY, _redis, publish, purge_published
+from outbox.services import RELAY_PENDING_KEY, publish, purge_published, redis_client
+from outbox.tasks import relay_outbox
 from tests.kafka import read_messages
 
 
@@ -109,7 +110,7 @@ def test_purge_deletes_old_published_rows_keeps_audit_events_longer_and_never_to
 
 @pytest.mark.django_db
 def test_kicks_coalesce_into_at_most_one_queued_relay_run(django_capture_on_commit_callbacks):
-    redis = _redis()
+    redis = redis_client()
     queue = celery_app.conf.task_default_queue
     redis.delete(RELAY_PENDING_KEY, queue)
 
@@ -119,6 +120,25 @@ def test_kicks_coalesce_into_at_most_one_queued_relay_run(django_capture_on_comm
 
     assert redis.llen(queue) == 1
     assert redis.exists(RELAY_PENDING_KEY)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drained_relay_run_lets_the_next_commit_queue_a_new_run(kafka_broker):
+    redis = redis_client()
+    queue = celery_app.conf.task_default_queue
+    redis.delete(RELAY_PENDING_KEY, queue)
+    with transaction.atomic():
+        publish(closed_event("rearm-1"))
+    assert redis.llen(queue) == 1  # the first kick queued a run
+
+    relay_outbox()  # the run (here in-process) drains, then clears the flag
+    redis.delete(queue)
+
+    assert OutboxEvent.objects.get(key="rearm-1").state == "published"
+    assert not redis.exists(RELAY_PENDING_KEY)
+    with transaction.atomic():
+        publish(closed_event("rearm-2"))
+    assert redis.llen(queue) == 1
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--once", action="store_true", help="Drain what is there now, then exit.")
+        parser.add_argument("--once", action="store_true", help="Drain the outbox until it is empty, then exit.")
         parser.add_argument(
             "--idle-seconds", type=float, default=0.05, help="Pause between polls when the outbox is empty."
         )
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             backoff.reset()
             if result.published or result.failed:
                 self.stdout.write(f"published {result.published}, failed {result.failed}")
-            if options["once"]:
+            if options["once"] and not result.more:
                 return
             if not result.more:
                 close_old_connections()
