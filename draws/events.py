@@ -1,6 +1,7 @@
 """AwardCreated (topic lottery.v1.award, key: the lottery id)."""
 
 from draws.models import Draw, LotteryAward
+from lotteries import currencies
 from outbox import events
 from outbox.events import DomainEvent
 
@@ -17,7 +18,8 @@ def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -
             "player_external_id": player_external_id,
             "rank": award.rank,
             "prize": award.prize,
-            "win_sum": None if award.win_sum is None else str(award.win_sum),
+            # A decimal string in the currency's minor unit ("15.97" EUR, "1500" JPY).
+            "win_sum": None if award.win_sum is None else str(currencies.round_down(award.win_sum, award.currency)),
             "currency": award.currency or None,
             "status": award.status,
             "draw_id": draw.pk,

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import connection, transaction
 
@@ -17,6 +18,7 @@ from draws import algorithm
 from draws.events import award_created
 from draws.models import Draw, LotteryAward, LotterySeed
 from entries.models import Ballot
+from lotteries import currencies
 from lotteries.models import Lottery
 from outbox.services import publish
 
@@ -88,6 +90,7 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
             "id", "player_id", "player__external_account_id"
         )
     }
+    win_sum = pool_win_sum(lottery) if lottery.kind == Lottery.Kind.POOL else None
     awards = LotteryAward.objects.bulk_create(
         LotteryAward(
             lottery=lottery,
@@ -96,6 +99,8 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
             player_id=winners[ballot_id][0],
             rank=rank,
             prize=lottery.prize,
+            win_sum=win_sum,
+            currency=lottery.currency if win_sum is not None else "",
             status=LotteryAward.Status.PLAYED_OUT,
         )
         for rank, ballot_id in enumerate(winning_ids, start=1)
@@ -107,6 +112,12 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},
     )
     return draw
+
+
+def pool_win_sum(lottery: Lottery) -> Decimal:
+    """The pool's prize: pot x payout ratio, rounded down to the currency's minor unit."""
+    assert lottery.payout_ratio is not None
+    return currencies.round_down(lottery.pot * lottery.payout_ratio, lottery.currency)
 
 
 # --- Verification ---------------------------------------------------------

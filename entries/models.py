@@ -154,3 +154,28 @@ class Ballot(models.Model):
 
     def __str__(self) -> str:
         return f"Ballot {self.pk} ({self.status})"
+
+
+class Stake(models.Model):
+    """A player's stake in a game, received from Kafka (player.v1.staked), applied once.
+
+    Every stake is kept and adds to its pool's pot; only a player's first
+    stake in a pool enters them (``ballot``): a pool draws among distinct players.
+    """
+
+    stake_id = models.CharField(max_length=100, unique=True)
+    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="stakes")
+    lottery = models.ForeignKey("lotteries.Lottery", on_delete=models.PROTECT, related_name="stakes")
+    ballot = models.ForeignKey(Ballot, null=True, blank=True, on_delete=models.PROTECT, related_name="stakes")
+    game_id = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["lottery", "id"])]
+        constraints = [models.CheckConstraint(name="stake_amount_positive", condition=Q(amount__gt=0))]
+
+    def __str__(self) -> str:
+        return f"Stake {self.stake_id}: {self.amount} {self.currency}"

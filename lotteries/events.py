@@ -53,6 +53,8 @@ def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
     )
 
 
-def lottery_cancelled(lottery: Lottery, *, source: str, reason: str) -> DomainEvent:
-    # "stakes" names what the game service must refund; pools fill it.
-    return _event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": []})
+def lottery_cancelled(
+    lottery: Lottery, *, source: str, reason: str, stakes: list[dict[str, Any]] | None = None
+) -> DomainEvent:
+    # "stakes" names what the game service must refund (a cancelled pool's stakes).
+    return _event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": stakes or []})

@@ -40,6 +40,13 @@ class Lottery(models.Model):
     # sha256(seed), published when the lottery opens. The seed itself lives
     # in draws.LotterySeed and is revealed only by the draw.
     seed_commitment = models.CharField(max_length=64)
+    # Pools only: the (game, currency) it gathers stakes for, how many distinct
+    # players fill it, the staked pot and the share of it paid to the winner.
+    game_id = models.CharField(max_length=100, blank=True, default="")
+    currency = models.CharField(max_length=3, blank=True, default="")
+    pool_size = models.PositiveIntegerField(null=True, blank=True)
+    pot = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    payout_ratio = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -50,6 +57,17 @@ class Lottery(models.Model):
             models.UniqueConstraint(name="one_daily_lottery_per_day", fields=["day"], condition=Q(kind="daily")),
             models.CheckConstraint(name="lottery_window_ordered", condition=Q(closes_at__gt=models.F("opens_at"))),
             models.CheckConstraint(name="lottery_has_winners", condition=Q(winners_count__gte=1)),
+            # At most one pool fills at a time for a (game, currency).
+            models.UniqueConstraint(
+                name="one_open_pool_per_game_currency",
+                fields=["game_id", "currency"],
+                condition=Q(kind="pool", state="open"),
+            ),
+            models.CheckConstraint(
+                name="pool_fields_present",
+                condition=~Q(kind="pool")
+                | Q(pool_size__gte=2, payout_ratio__gt=0, payout_ratio__lte=1) & ~Q(game_id="") & ~Q(currency=""),
+            ),
         ]
         indexes = [
             models.Index(name="lottery_due", fields=["closes_at"], condition=Q(state__in=["open", "closed"])),
@@ -58,6 +76,26 @@ class Lottery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} (#{self.pk}, {self.state})"
+
+
+class PoolGame(models.Model):
+    """How the pools of one game are run. A game without a row uses the POOL_* settings."""
+
+    game_id = models.CharField(max_length=100, primary_key=True)
+    pool_size = models.PositiveIntegerField(help_text="Distinct players that fill a pool (at least 2).")
+    payout_ratio = models.DecimalField(
+        max_digits=5, decimal_places=4, help_text="Share of the pot paid to the winner, e.g. 0.9000."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(name="pool_game_size", condition=Q(pool_size__gte=2)),
+            models.CheckConstraint(name="pool_game_ratio", condition=Q(payout_ratio__gt=0, payout_ratio__lte=1)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.game_id}: pools of {self.pool_size}, payout {self.payout_ratio}"
 
 
 class TransitionSource(models.TextChoices):

@@ -8,6 +8,7 @@ idempotent, so any number of concurrent calls yield one draw.
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -55,6 +56,7 @@ def lottery_open(
     winners_count: int = 1,
     source: str = TransitionSource.SYSTEM,
     actor: Player | None = None,
+    pool: "PoolTerms | None" = None,
 ) -> Lottery:
     """Create an open lottery and publish its seed commitment.
 
@@ -76,12 +78,29 @@ def lottery_open(
             prize=prize,
             winners_count=winners_count,
             seed_commitment=algorithm.commitment(seed),
+            **(pool.fields() if pool is not None else {}),
         )
         seed_store(lottery=lottery, seed=seed)
         LotteryTransition.objects.create(lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor=actor)
         publish(lottery_events.lottery_opened(lottery))
     logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
     return lottery
+
+
+@dataclass(frozen=True)
+class PoolTerms:
+    game_id: str
+    currency: str
+    pool_size: int
+    payout_ratio: Decimal
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "game_id": self.game_id,
+            "currency": self.currency,
+            "pool_size": self.pool_size,
+            "payout_ratio": self.payout_ratio,
+        }
 
 
 def daily_lottery_open(*, day: date | None = None, source: str = TransitionSource.BEAT) -> Lottery:
@@ -141,21 +160,21 @@ def lottery_close(
             early = now < lottery.closes_at
             if early and not force:
                 raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
-            _transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
+            lottery_transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
             publish(lottery_events.lottery_closed(lottery, source=source, forced=early))
         draw = draw_run(lottery=lottery, now=now)
         if draw is None:
             reason = "no valid ballots"
-            _transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
+            lottery_transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
             publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason))
         else:
-            _transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
+            lottery_transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
             # After the awards' events (written by draw_run): consumers see the awards, then "drawn".
             publish(lottery_events.lottery_drawn(lottery, draw=draw, source=source))
     return CloseOutcome(lottery=lottery, changed=True, draw=draw)
 
 
-def _transition(
+def lottery_transition(
     lottery: Lottery,
     to_state: str,
     *,
@@ -165,7 +184,11 @@ def _transition(
     forced: bool = False,
     note: str = "",
 ) -> None:
-    """Move a locked lottery to ``to_state`` and record it. The caller holds the row lock."""
+    """Move a lottery to ``to_state`` and record the transition.
+
+    The caller holds the lottery's row lock (``SELECT ... FOR UPDATE``) in
+    its transaction, and publishes the matching life-cycle event.
+    """
     from_state = lottery.state
     updated = Lottery.objects.filter(pk=lottery.pk, state=from_state).update(state=to_state, updated_at=now)
     if updated != 1:

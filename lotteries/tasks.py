@@ -7,6 +7,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from lotteries.models import TransitionSource
+from lotteries.pools import expired_pool_ids, pool_expire
 from lotteries.selectors import lotteries_due_ids
 from lotteries.services import daily_lottery_open, lottery_close
 
@@ -43,3 +44,21 @@ def close_due_lotteries() -> list[int]:
 def close_lottery(lottery_id: int, source: str = TransitionSource.BEAT) -> str:
     outcome = lottery_close(lottery_id=lottery_id, source=source)
     return outcome.lottery.state
+
+
+@shared_task(
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def draw_lottery(lottery_id: int) -> str:
+    """Draw a pool that filled up (queued after the commit that closed it)."""
+    return lottery_close(lottery_id=lottery_id, source=TransitionSource.POOL_FILL).lottery.state
+
+
+@shared_task
+def expire_pools() -> list[int]:
+    """Beat: cancel the pools still short of players after POOL_MAX_WAIT_SECONDS."""
+    return [pool_id for pool_id in expired_pool_ids(now=timezone.now()) if pool_expire(lottery_id=pool_id)]

@@ -5,6 +5,7 @@ reads a file: a deployment is configured by its environment alone.
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -213,6 +214,25 @@ OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0)
 # Award and draw events are kept for audit (about seven years by default).
 OUTBOX_AUDIT_RETENTION_DAYS = env_int("OUTBOX_AUDIT_RETENTION_DAYS", 2557, minimum=0)
 
+# Pools (stake-driven lotteries). A game without its own PoolGame row in admin uses these.
+POOL_SIZE = env_int("POOL_SIZE", 3, minimum=2)
+POOL_PAYOUT_RATIO = Decimal(env_str("POOL_PAYOUT_RATIO", "0.9"))
+if not Decimal(0) < POOL_PAYOUT_RATIO <= 1:
+    raise ImproperlyConfigured(f"POOL_PAYOUT_RATIO={POOL_PAYOUT_RATIO} must be in (0, 1]")
+# A pool still short of players this long after it opened is cancelled (its stakes refunded).
+POOL_MAX_WAIT_SECONDS = env_int("POOL_MAX_WAIT_SECONDS", 3600, minimum=1)
+
+# The stake consumer (player.v1.staked). Session timeout about 6 s: a group
+# join waits about half of it on Tansu.
+STAKES_TOPIC = env_str("STAKES_TOPIC", "player.v1.staked")
+STAKES_DLQ_TOPIC = env_str("STAKES_DLQ_TOPIC", f"{STAKES_TOPIC}.dlq")
+STAKES_CONSUMER_GROUP = env_str("STAKES_CONSUMER_GROUP", "lottery_service_consumer_group")
+KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 6000, minimum=1000)
+KAFKA_HEARTBEAT_INTERVAL_MS = env_int("KAFKA_HEARTBEAT_INTERVAL_MS", 2000, minimum=100)
+STAKES_MAX_POLL_RECORDS = env_int("STAKES_MAX_POLL_RECORDS", 500, minimum=1)
+# Port of the consumer process's own /metrics (0: none).
+STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
+
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
     "open-daily-lottery": {
@@ -230,6 +250,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbox.tasks.relay_outbox",
         "schedule": float(OUTBOX_SWEEP_SECONDS),
         "options": {"expires": float(OUTBOX_SWEEP_SECONDS)},
+    },
+    # Cancels pools still short of players after POOL_MAX_WAIT_SECONDS.
+    "expire-pools": {
+        "task": "lotteries.tasks.expire_pools",
+        "schedule": crontab(minute="*"),
     },
     "purge-outbox": {
         "task": "outbox.tasks.purge_outbox",

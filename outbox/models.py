@@ -51,3 +51,85 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} ({self.state})"
+
+
+class InboxMessage(models.Model):
+    """A message a consumer has applied, by its id: the second delivery finds it here and changes nothing."""
+
+    consumer = models.CharField(max_length=100)
+    message_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(name="inbox_once_per_consumer", fields=["consumer", "message_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: {self.message_id}"
+
+
+class DeadLetter(models.Model):
+    """A consumed message that could not be applied, kept whole with the reason.
+
+    It was also produced to the topic's dead-letter topic. Staff can replay
+    it once the cause is fixed (the player unbanned, say).
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        REPLAYED = "replayed"
+
+    consumer = models.CharField(max_length=100)
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    offset = models.BigIntegerField()
+    key = models.BinaryField(null=True, blank=True)
+    value = models.BinaryField()
+    headers = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=64)
+    error = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A redelivered bad message is the same dead letter, not a second one.
+            models.UniqueConstraint(name="dead_letter_once_per_message", fields=["topic", "partition", "offset"]),
+        ]
+        indexes = [models.Index(fields=["reason", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
+
+    @property
+    def value_text(self) -> str:
+        return bytes(self.value).decode("utf-8", errors="replace")
+
+
+class ConsumerCounter(models.Model):
+    """What a consumer did with the messages of one partition.
+
+    Updated in the same transaction as the effects, so at every moment
+    ``received = applied + duplicate + dead_lettered``.
+    """
+
+    consumer = models.CharField(max_length=100)
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    received = models.BigIntegerField(default=0)
+    applied = models.BigIntegerField(default=0)
+    duplicate = models.BigIntegerField(default=0)
+    dead_lettered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(name="counter_per_partition", fields=["consumer", "topic", "partition"]),
+            models.CheckConstraint(
+                name="counter_balances",
+                condition=Q(received=models.F("applied") + models.F("duplicate") + models.F("dead_lettered")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.topic}[{self.partition}]"

@@ -1,8 +1,10 @@
 """Run callables at the same moment from several threads, each with its own database connection."""
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,21 +39,41 @@ def run_together(*calls: Callable[[], Any], timeout: float = 60) -> list[Any]:
     return results
 
 
-def manage_py(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start ``manage.py`` in another process, on the test database (and the test broker)."""
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
-        **(env or {}),
-    }
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class ManagePy:
+    """``manage.py`` in another process, on the test database and broker.
+
+    Its output goes to files, not pipes: a chatty process must never block
+    on a full pipe while the test waits for it.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        db = settings.DATABASES["default"]
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
+            **(env or {}),
+        }
+        self._out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
+        self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=full_env, stdout=self._out, stderr=self._err
+        )
+
+    def wait(self, timeout: float = 60) -> tuple[int, str, str]:
+        """Wait for it to exit; return (exit code, stdout, stderr)."""
+        returncode = self.process.wait(timeout=timeout)
+        self._out.seek(0)
+        self._err.seek(0)
+        return returncode, self._out.read(), self._err.read()
+
+    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
+        """SIGTERM, then wait."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagePy:
+    return ManagePy(*args, env=env)

@@ -67,6 +67,14 @@ class Broker:
         self.process = None
 
 
+def _decode(raw: bytes | None) -> Any:
+    """The JSON value, or ``{"raw": text}`` for a value that is not JSON (a dead letter's, say)."""
+    try:
+        return json.loads(raw or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"raw": (raw or b"").decode("utf-8", errors="replace")}
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -107,10 +115,10 @@ def read_messages(
         def take(poll_ms: int) -> None:
             for records in consumer.poll(timeout_ms=poll_ms).values():
                 for record in records:
-                    key = record.key.decode()
+                    key = record.key.decode() if record.key is not None else ""
                     if keys is None or key in keys:
                         headers = {name: value.decode() for name, value in record.headers}
-                        value = json.loads(record.value)
+                        value = _decode(record.value)
                         messages.append(Message(record.topic, record.partition, record.offset, key, headers, value))
 
         while len(messages) < expect and time.monotonic() < deadline:

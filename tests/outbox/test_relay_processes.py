@@ -1,7 +1,6 @@
 """Relay processes against a real broker: outages, restarts, several relays at once."""
 
 import re
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -77,9 +76,8 @@ def own_broker(tmp_path, settings) -> Iterator[Broker]:
 
 
 def stop(process) -> Any:
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    returncode, out, err = process.stop()
+    assert returncode == 0, err
     return out
 
 

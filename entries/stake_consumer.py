@@ -1,0 +1,243 @@
+"""The stake consumer: player.v1.staked in, pools filled, every message accounted for.
+
+A poll's records are handled as one batch, in one database transaction:
+
+1. each record is parsed (``entries.stake_messages``); a bad one is refused;
+2. the stakes' ids are claimed in the inbox: an id seen before is a duplicate;
+3. the players are found, or created on first sight; a banned player's stake is refused;
+4. the new stakes enter their pools, set-wise (``lotteries.pools.pools_enter``);
+5. refusals become dead letters, produced to the dead-letter topic (acknowledged
+   before the commit: a dead letter in the database was delivered too);
+6. the per-partition counters move by the batch's tallies.
+
+Only after the commit are the offsets committed: a crash in between redelivers
+the batch, and the inbox and dead-letter keys make the second pass change nothing.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.db import transaction
+from django.utils import timezone
+
+from entries.models import Player
+from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
+from lotteries.pools import PoolStake, pools_enter
+from outbox import kafka
+from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
+
+logger = logging.getLogger(__name__)
+
+CONSUMER = "stakes"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the handler needs of a Kafka record (kafka-python's ConsumerRecord has these too)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass
+class BatchResult:
+    tallies: dict[int, Tally] = field(default_factory=dict)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(t, name) for t in self.tallies.values())
+
+
+def handle_batch(records: Sequence[Any]) -> BatchResult:
+    """Apply one poll's records exactly once in effect. Raises (and rolls back) if the DLQ is unreachable."""
+    tallies: dict[int, Tally] = defaultdict(Tally)
+    refusals: list[Refusal] = []
+    parsed: list[tuple[Any, StakeMessage]] = []
+    for record in records:
+        tallies[record.partition].received += 1
+        try:
+            parsed.append((record, parse_stake(record.value, _headers(record))))
+        except StakeRefused as refused:
+            refusals.append(_refusal(record, refused.reason, refused.message))
+
+    with transaction.atomic():
+        fresh = inbox_claim(consumer=CONSUMER, message_ids=[stake.stake_id for _, stake in parsed])
+        first: list[tuple[Any, StakeMessage]] = []
+        for record, stake in parsed:
+            if stake.stake_id in fresh:
+                fresh.discard(stake.stake_id)  # a second copy in the same batch is a duplicate
+                first.append((record, stake))
+            else:
+                tallies[record.partition].duplicate += 1
+
+        players = _players_by_external_id({stake.player_id for _, stake in first})
+        entering: list[PoolStake] = []
+        for record, stake in first:
+            player = players[stake.player_id]
+            if player.is_banned:
+                refusals.append(_refusal(record, "player_banned", f"player {stake.player_id} is banned"))
+                continue
+            entering.append(
+                PoolStake(stake.stake_id, player.pk, stake.game_id, stake.amount, stake.currency, stake.occurred_at)
+            )
+            tallies[record.partition].applied += 1
+        # A banned player's stake must not stay claimed: a replay after the unban applies it.
+        _inbox_release([r for r in refusals if r.reason == "player_banned"], parsed)
+        pools_enter(stakes=entering)
+
+        new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals)
+        for refusal in refusals:
+            if refusal in new_refusals:
+                tallies[refusal.partition].dead_lettered += 1
+            else:
+                tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
+        _produce_dead_letters(new_refusals)
+        counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
+    return BatchResult(tallies=dict(tallies))
+
+
+def _headers(record: Any) -> dict[str, bytes]:
+    return {name: value for name, value in (record.headers or [])}
+
+
+def _refusal(record: Any, reason: str, error: str) -> Refusal:
+    headers = {name: value.decode("utf-8", errors="replace") for name, value in _headers(record).items()}
+    return Refusal(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        headers=headers,
+        reason=reason,
+        error=error,
+    )
+
+
+def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]) -> None:
+    if not banned:
+        return
+    from outbox.models import InboxMessage
+
+    coordinates = {(r.partition, r.offset) for r in banned}
+    ids = [stake.stake_id for record, stake in parsed if (record.partition, record.offset) in coordinates]
+    InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
+
+
+def _players_by_external_id(external_ids: set[str]) -> dict[str, Player]:
+    """Players named by the game service's playerId, created on first sight."""
+    usernames = {f"ext-{external_id}": external_id for external_id in external_ids}
+    Player.objects.bulk_create(
+        (
+            Player(username=username, external_account_id=external_id, password=make_password(None))
+            for username, external_id in usernames.items()
+        ),
+        ignore_conflicts=True,
+    )
+    return {usernames[p.username]: p for p in Player.objects.filter(username__in=usernames)}
+
+
+def _produce_dead_letters(refusals: list[Refusal]) -> None:
+    """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit)."""
+    if not refusals:
+        return
+    producer = kafka.producer()
+    futures = []
+    for r in refusals:
+        headers = [(name, value.encode()) for name, value in r.headers.items()]
+        headers += [
+            ("error", r.reason.encode()),
+            ("error-message", r.error.encode()[:1000]),
+            ("original-topic", r.topic.encode()),
+            ("original-partition", str(r.partition).encode()),
+            ("original-offset", str(r.offset).encode()),
+            ("dead-lettered-at", timezone.now().isoformat().encode()),
+        ]
+        futures.append(producer.send(settings.STAKES_DLQ_TOPIC, key=r.key, value=r.value, headers=headers))
+    producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
+    for future in futures:
+        future.get(timeout=0)  # raises if the broker did not take it: the transaction rolls back
+    logger.info("stakes dead-lettered", extra={"count": len(refusals), "reasons": sorted({r.reason for r in refusals})})
+
+
+def consume(*, should_stop: Any, on_batch: Any = None) -> None:
+    """Join the consumer group and handle batches until ``should_stop()``; commits offsets after each batch.
+
+    A batch that fails (database or broker trouble) is rolled back; the
+    consumer seeks back to its first records and retries after a backoff, so
+    nothing is skipped. A rebalance between the database commit and the
+    offset commit redelivers the batch to the partition's next owner, whose
+    inbox finds it already applied.
+    """
+    from django.db import DatabaseError, close_old_connections
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+    from kafka.errors import CommitFailedError, KafkaError
+
+    from outbox.relay import Backoff
+
+    consumer = KafkaConsumer(
+        settings.STAKES_TOPIC,
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        client_id=f"{settings.KAFKA_CLIENT_ID}-stakes",
+        group_id=settings.STAKES_CONSUMER_GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=settings.KAFKA_HEARTBEAT_INTERVAL_MS,
+        max_poll_records=settings.STAKES_MAX_POLL_RECORDS,
+        fetch_max_wait_ms=100,
+        request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
+    )
+    backoff = Backoff()
+    try:
+        while not should_stop():
+            polled = consumer.poll(timeout_ms=500)
+            records = [record for partition_records in polled.values() for record in partition_records]
+            if not records:
+                close_old_connections()
+                continue
+            try:
+                result = handle_batch(records)
+            except (DatabaseError, KafkaError) as error:
+                for tp, partition_records in polled.items():
+                    consumer.seek(tp, partition_records[0].offset)
+                delay = backoff.next_delay()
+                logger.warning("stake batch failed, retrying in %.1f s: %s", delay, error)
+                _sleep(delay, should_stop)
+                continue
+            backoff.reset()
+            offsets = {
+                TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(partition_records[-1].offset + 1, "", -1)
+                for tp, partition_records in polled.items()
+            }
+            try:
+                consumer.commit(offsets)
+            except CommitFailedError as error:  # the group rebalanced: the next owner re-reads, the inbox dedupes
+                logger.warning("offset commit failed after a rebalance: %s", error)
+            logger.info(
+                "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
+                result.total("received"),
+                result.total("applied"),
+                result.total("duplicate"),
+                result.total("dead_lettered"),
+            )
+            if on_batch is not None:
+                on_batch(result)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _sleep(seconds: float, should_stop: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not should_stop() and time.monotonic() < deadline:
+        time.sleep(0.05)

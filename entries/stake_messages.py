@@ -1,0 +1,106 @@
+"""The ``player.stakeCreated`` message: parsing and validation, pure (no database).
+
+Value: ``{"stakeId", "playerId", "gameId", "amount", "currency", "occurredAt"}``.
+Anything else is refused with a stable reason, which becomes the dead
+letter's ``error`` header: ``unexpected_message_type``, ``invalid_json``,
+``missing_field``, ``invalid_field``, ``invalid_amount``, ``unknown_currency``.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from lotteries import currencies
+
+MESSAGE_TYPE = "player.stakeCreated"
+FIELDS = ("stakeId", "playerId", "gameId", "amount", "currency", "occurredAt")
+MAX_ID_LENGTH = 100
+
+
+class StakeRefused(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StakeMessage:
+    stake_id: str
+    player_id: str
+    game_id: str
+    amount: Decimal
+    currency: str
+    occurred_at: datetime
+
+
+def parse_stake(value: bytes | None, headers: dict[str, bytes]) -> StakeMessage:
+    """The stake in a Kafka record, or ``StakeRefused`` saying what is wrong with it."""
+    message_type = headers.get("messageType")
+    if message_type is not None and message_type != MESSAGE_TYPE.encode():
+        raise StakeRefused("unexpected_message_type", f"messageType {message_type!r} is not {MESSAGE_TYPE!r}")
+    try:
+        body = json.loads(value or b"", parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StakeRefused("invalid_json", f"the value is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise StakeRefused("invalid_json", "the value is not a JSON object")
+    missing = [name for name in FIELDS if body.get(name) in (None, "")]
+    if missing:
+        raise StakeRefused("missing_field", f"missing: {', '.join(missing)}")
+    currency = _text(body, "currency").upper()
+    if not currencies.is_known(currency):
+        raise StakeRefused("unknown_currency", f"currency {currency!r} is not supported")
+    return StakeMessage(
+        stake_id=_identifier(body, "stakeId"),
+        player_id=_identifier(body, "playerId"),
+        game_id=_identifier(body, "gameId"),
+        amount=_amount(body["amount"], currency),
+        currency=currency,
+        occurred_at=_moment(body["occurredAt"]),
+    )
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise StakeRefused("invalid_field", f"{name} must be a string")
+    return value.strip()
+
+
+def _identifier(body: dict[str, Any], name: str) -> str:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise StakeRefused("invalid_field", f"{name} must be a string or an integer")
+    text = str(value).strip()
+    if not text or len(text) > MAX_ID_LENGTH:
+        raise StakeRefused("invalid_field", f"{name} must have 1 to {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _amount(raw: Any, currency: str) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise StakeRefused("invalid_amount", "amount must be a decimal number or string")
+    try:
+        amount = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise StakeRefused("invalid_amount", f"amount {raw!r} is not a decimal number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise StakeRefused("invalid_amount", f"amount {raw!r} must be a positive number")
+    if amount != amount.quantize(currencies.quantum(currency)) or amount >= Decimal("1e13"):
+        raise StakeRefused("invalid_amount", f"amount {raw!r} is not a valid amount of {currency}")
+    return amount
+
+
+def _moment(raw: Any) -> datetime:
+    if not isinstance(raw, str):
+        raise StakeRefused("invalid_field", "occurredAt must be an RFC 3339 string")
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise StakeRefused("invalid_field", f"occurredAt {raw!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise StakeRefused("invalid_field", "occurredAt must carry a time zone offset")
+    return moment

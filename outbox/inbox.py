@@ -1,0 +1,102 @@
+"""The consumer side: an inbox that makes redelivery harmless, dead letters, and counters.
+
+All of it runs in the consumer's transaction, beside the effects of the
+messages, so what the database says was received, applied, duplicated or
+dead-lettered is always what happened.
+"""
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import F
+
+from outbox.models import ConsumerCounter
+
+
+def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
+    """Record message ids as applied; return those seen for the first time (the others are duplicates)."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO outbox_inboxmessage (consumer, message_id, received_at)
+            SELECT %s, unnest(%s::varchar[]), now()
+            ON CONFLICT (consumer, message_id) DO NOTHING
+            RETURNING message_id
+            """,
+            [consumer, ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A message that cannot be applied, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    reason: str
+    error: str
+
+
+def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusal]:
+    """Store refusals as dead letters; return those not stored before (a redelivery is not new).
+
+    One statement per refusal: refusals are the rare case, and each needs to
+    know whether its (topic, partition, offset) was already there.
+    """
+    new: list[Refusal] = []
+    with connection.cursor() as cursor:
+        for r in refusals:
+            cursor.execute(
+                """
+                INSERT INTO outbox_deadletter
+                    (consumer, topic, partition, "offset", key, value, headers, reason, error, status, created_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', now())
+                ON CONFLICT (topic, partition, "offset") DO NOTHING
+                RETURNING id
+                """,
+                [consumer, r.topic, r.partition, r.offset, r.key, r.value, json.dumps(r.headers), r.reason, r.error],
+            )
+            if cursor.fetchone() is not None:
+                new.append(r)
+    return new
+
+
+@dataclass
+class Tally:
+    received: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    dead_lettered: int = 0
+
+
+def counters_add(*, consumer: str, topic: str, tallies: dict[int, Tally]) -> None:
+    """Add a batch's tallies to the per-partition counters (F() updates, in the caller's transaction)."""
+    for partition, tally in tallies.items():
+        assert tally.received == tally.applied + tally.duplicate + tally.dead_lettered, tally
+        ConsumerCounter.objects.get_or_create(consumer=consumer, topic=topic, partition=partition)
+        ConsumerCounter.objects.filter(consumer=consumer, topic=topic, partition=partition).update(
+            received=F("received") + tally.received,
+            applied=F("applied") + tally.applied,
+            duplicate=F("duplicate") + tally.duplicate,
+            dead_lettered=F("dead_lettered") + tally.dead_lettered,
+        )
+
+
+def counters_total(*, consumer: str) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for row in ConsumerCounter.objects.filter(consumer=consumer).values(
+        "received", "applied", "duplicate", "dead_lettered"
+    ):
+        total.update(row)
+    return total
