@@ -6,7 +6,7 @@ from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 from django.db.models import Model
 from django.http import HttpRequest
 
-from entries.models import Ballot, Player, PlayerBanEvent
+from entries.models import Ballot, Player, PlayerBanEvent, Stake
 from entries.services import player_ban, player_unban
 from lottery_site.admin_actions import acting_player, reason_action
 
@@ -91,6 +91,29 @@ class BallotAdmin(admin.ModelAdmin[Ballot]):
     list_select_related = ["lottery", "player"]
     raw_id_fields = ["lottery", "player"]
     show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Stake)
+class StakeAdmin(admin.ModelAdmin[Stake]):
+    list_display = ["stake_id", "player", "game_id", "amount", "currency", "lottery", "entered", "occurred_at"]
+    list_filter = ["currency"]
+    search_fields = ["=stake_id", "=game_id", "player__username"]
+    list_select_related = ["player", "lottery"]
+    raw_id_fields = ["player", "lottery", "ballot"]
+    show_full_result_count = False
+
+    @admin.display(boolean=True, description="entered the draw")
+    def entered(self, stake: Stake) -> bool:
+        return stake.ballot_id is not None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

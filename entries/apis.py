@@ -1,6 +1,10 @@
 """Ballot endpoints: submit a ballot, list my ballots."""
 
+import uuid
+from typing import Any
+
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -12,7 +16,8 @@ from rest_framework.views import APIView
 
 from entries.models import Ballot, Player
 from entries.selectors import ballots_of_player
-from entries.services import ballot_submit
+from entries.services import ballot_submit, stake_produce
+from lottery_site.permissions import StaffOrInternalTokenApi
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -81,3 +86,37 @@ class PingApi(APIView):
     @extend_schema(request=None, responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
+
+
+class StakeProduceApi(StaffOrInternalTokenApi):
+    """Test door: produce a player.stakeCreated to player.v1.staked, as the game service does.
+
+    Staff, or the X-Internal-Token header. The consumer then applies it like
+    any other stake (so a user can drive a pool from Swagger UI).
+    """
+
+    class Input(serializers.Serializer[dict[str, Any]]):
+        stakeId = serializers.CharField(required=False, max_length=100)
+        playerId = serializers.CharField(max_length=100)
+        gameId = serializers.CharField(max_length=100)
+        amount = serializers.CharField(max_length=40, help_text='A decimal string, e.g. "5.00".')
+        currency = serializers.CharField(max_length=3, help_text="ISO 4217, e.g. EUR.")
+        occurredAt = serializers.DateTimeField(required=False)
+
+    class Output(serializers.Serializer[Any]):
+        stakeId = serializers.CharField(source="stake_id")
+        topic = serializers.CharField()
+        partition = serializers.IntegerField()
+        offset = serializers.IntegerField()
+
+    @extend_schema(request=Input, responses={202: Output})
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = {
+            **data.validated_data,
+            "stakeId": data.validated_data.get("stakeId") or str(uuid.uuid4()),
+            "occurredAt": (data.validated_data.get("occurredAt") or timezone.now()).isoformat(),
+        }
+        produced = stake_produce(message=message)
+        return Response(self.Output(produced).data, status=status.HTTP_202_ACCEPTED)

@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class EntriesConfig(AppConfig):
     name = "entries"
+
+    def ready(self) -> None:
+        from entries.stake_consumer import CONSUMER, replay_dead_letter
+        from outbox.inbox import REPLAYERS
+
+        REPLAYERS[CONSUMER] = replay_dead_letter

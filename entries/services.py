@@ -7,6 +7,7 @@ matching domain error. An accepted ballot's LotteryEntryCreated event is
 written in the same transaction.
 """
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,18 +16,23 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
+from kafka.errors import KafkaError
 
 from entries.errors import (
     BallotLimitReached,
     BanReasonRequired,
+    BrokerUnavailable,
     DuplicateEntry,
     IdempotencyKeyReused,
+    InvalidStake,
     PlayerBanned,
     PlayerNotFound,
 )
 from entries.events import entry_created
 from entries.models import Ballot, Player, PlayerBanEvent
+from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
 from lotteries.errors import LotteryClosed, LotteryNotFound
+from outbox import kafka
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -280,3 +286,41 @@ def player_unban(*, player_id: int, reason: str, actor: Player | None) -> Player
         )
     logger.info("player unbanned", extra={"player_id": player_id})
     return event
+
+
+# --- Stakes (the test door) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProducedStake:
+    stake_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+def stake_produce(*, message: dict[str, Any]) -> ProducedStake:
+    """Validate a stake as the consumer will, then produce it to the stakes topic, as a game service would.
+
+    Keyed by game, so one game's stakes reach the consumer in order. Waits for
+    the broker's acknowledgement.
+    """
+    try:
+        stake = parse_stake(json.dumps(message).encode(), {"messageType": MESSAGE_TYPE.encode()})
+    except StakeRefused as refused:
+        raise InvalidStake(refused.message, details={"reason": refused.reason}) from None
+    try:
+        metadata = (
+            kafka.producer()
+            .send(
+                settings.STAKES_TOPIC,
+                key=stake.game_id.encode(),
+                value=json.dumps(message).encode(),
+                headers=[("messageType", MESSAGE_TYPE.encode()), ("content-type", b"application/json")],
+            )
+            .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
+        )
+    except KafkaError as error:
+        raise BrokerUnavailable(details={"error": f"{type(error).__name__}: {error}"}) from None
+    logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
+    return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

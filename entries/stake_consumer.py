@@ -30,6 +30,7 @@ from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
 from outbox import kafka
 from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
+from outbox.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 
@@ -241,3 +242,24 @@ def _sleep(seconds: float, should_stop: Any) -> None:
     deadline = time.monotonic() + seconds
     while not should_stop() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def replay_dead_letter(letter: DeadLetter) -> str:
+    """Run a dead letter's message through the consumer again (the caller marked it replayed).
+
+    It is counted as received once more: applied, a duplicate, or dead-lettered
+    again (a new open letter), so the counters still balance.
+    """
+    record = Record(
+        topic=letter.topic,
+        partition=letter.partition,
+        offset=letter.offset,
+        key=bytes(letter.key) if letter.key is not None else None,
+        value=bytes(letter.value),
+        headers=[(name, value.encode()) for name, value in letter.headers.items()],
+    )
+    result = handle_batch([record])
+    for outcome in ("applied", "duplicate", "dead_lettered"):
+        if result.total(outcome):
+            return outcome
+    return "unknown"

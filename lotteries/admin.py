@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_close
 from lottery_site.admin_actions import acting_player
 from lottery_site.errors import ApplicationError
@@ -73,6 +73,11 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
         "prize",
         "winners_count",
         "seed_commitment",
+        "game_id",
+        "currency",
+        "pool_size",
+        "pot",
+        "payout_ratio",
         "valid",
         "rejected",
         "void",
@@ -117,3 +122,11 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(PoolGame)
+class PoolGameAdmin(admin.ModelAdmin[PoolGame]):
+    """Pool size and payout per game; takes effect for the next pool a game opens."""
+
+    list_display = ["game_id", "pool_size", "payout_ratio", "updated_at"]
+    search_fields = ["game_id"]

@@ -1,11 +1,11 @@
 """Lottery endpoints: list, detail, close."""
 
-from typing import Any, NoReturn
+from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers
+from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -17,7 +17,7 @@ from lotteries.errors import LotteryNotFound
 from lotteries.models import Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import lottery_detail, lottery_list
 from lotteries.services import lottery_close
-from lottery_site.permissions import IsStaffOrInternalToken
+from lottery_site.permissions import StaffOrInternalTokenApi
 
 
 class LotteryFilter(django_filters.FilterSet):
@@ -103,20 +103,13 @@ class LotteryDetailApi(APIView):
         return Response(LotteryDetailOutput(lottery).data)
 
 
-class LotteryCloseApi(APIView):
+class LotteryCloseApi(StaffOrInternalTokenApi):
     """Close and draw a lottery now. Staff, or the X-Internal-Token header.
 
     Refused before the end of the entrance window unless ``force`` is true
     (the early close is recorded). Idempotent: closing a drawn lottery
     returns it unchanged.
     """
-
-    permission_classes = [IsStaffOrInternalToken]
-
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
-        # Anyone but staff or the internal token gets 403, signed in or not: the
-        # endpoint is not for players, so there is nothing to authenticate as.
-        raise exceptions.PermissionDenied(detail=message, code=code)
 
     class Input(serializers.Serializer[dict[str, Any]]):
         force = serializers.BooleanField(default=False)

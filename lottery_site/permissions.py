@@ -1,6 +1,8 @@
 import hmac
+from typing import NoReturn
 
 from django.conf import settings
+from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -23,3 +25,16 @@ class IsStaffOrInternalToken(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.is_staff) or has_internal_token(request)
+
+
+class StaffOrInternalTokenApi(APIView):
+    """Base of the views not meant for players: anyone but staff or the internal token gets 403.
+
+    Even an anonymous caller gets 403 rather than DRF's 401: there is no
+    player credential that would help.
+    """
+
+    permission_classes = [IsStaffOrInternalToken]
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        raise exceptions.PermissionDenied(detail=message, code=code)

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from draws.apis import DrawDetailApi, DrawVerificationApi, LotteryWinnersApi, WinnersOfDayApi
-from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi
+from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, StakeProduceApi
 from lotteries.apis import LotteryCloseApi, LotteryDetailApi, LotteryListApi
 from lottery_site import health
 from lottery_site.converters import DatabaseIdConverter
@@ -20,6 +20,7 @@ api_v1 = [
     path("lotteries/<id:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
     path("lotteries/<id:lottery_id>/winners", LotteryWinnersApi.as_view(), name="lottery-winners"),
     path("ballots", MyBallotsApi.as_view(), name="my-ballots"),
+    path("stakes", StakeProduceApi.as_view(), name="stake-produce"),
     path("winners", WinnersOfDayApi.as_view(), name="winners"),
     path("draws/<id:draw_id>", DrawDetailApi.as_view(), name="draw-detail"),
     path("draws/<id:draw_id>/verification", DrawVerificationApi.as_view(), name="draw-verification"),

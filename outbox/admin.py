@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from outbox.models import OutboxEvent
+from outbox.inbox import dead_letters_replay
+from outbox.models import ConsumerCounter, DeadLetter, OutboxEvent
 from outbox.services import replay_failed
 
 
@@ -44,6 +45,65 @@ class OutboxEventAdmin(admin.ModelAdmin[OutboxEvent]):
     @admin.display(description="last error")
     def short_error(self, event: OutboxEvent) -> str:
         return event.last_error[:80]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.action(description="Replay selected dead letters (once the cause is fixed)")
+def replay_dead_letters(modeladmin: "DeadLetterAdmin", request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+    outcomes = dead_letters_replay(ids=list(queryset.values_list("pk", flat=True)))
+    summary = ", ".join(f"{count} {outcome.replace('_', ' ')}" for outcome, count in sorted(outcomes.items()))
+    modeladmin.message_user(request, f"Replayed: {summary or 'nothing'}.", messages.SUCCESS)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
+    list_display = ["id", "consumer", "topic", "partition", "offset", "reason", "status", "created_at"]
+    list_filter = ["status", "reason", "consumer"]
+    search_fields = ["=offset", "error"]
+    date_hierarchy = "created_at"
+    actions = [replay_dead_letters]
+    fields = readonly_fields = (
+        "consumer",
+        "topic",
+        "partition",
+        "offset",
+        "reason",
+        "error",
+        "status",
+        "created_at",
+        "replayed_at",
+        "headers",
+        "value_text",
+    )
+
+    @admin.display(description="value")
+    def value_text(self, letter: DeadLetter) -> str:
+        return letter.value_text
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ConsumerCounter)
+class ConsumerCounterAdmin(admin.ModelAdmin[ConsumerCounter]):
+    """received = applied + duplicate + dead-lettered, per partition (a database constraint keeps it so)."""
+
+    list_display = ["consumer", "topic", "partition", "received", "applied", "duplicate", "dead_lettered"]
+    list_filter = ["consumer", "topic"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

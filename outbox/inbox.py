@@ -7,13 +7,14 @@ dead-lettered is always what happened.
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
-from outbox.models import ConsumerCounter
+from outbox.models import ConsumerCounter, DeadLetter
 
 
 def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -62,7 +63,7 @@ def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusa
                 INSERT INTO outbox_deadletter
                     (consumer, topic, partition, "offset", key, value, headers, reason, error, status, created_at)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', now())
-                ON CONFLICT (topic, partition, "offset") DO NOTHING
+                ON CONFLICT (topic, partition, "offset") WHERE status = 'open' DO NOTHING
                 RETURNING id
                 """,
                 [consumer, r.topic, r.partition, r.offset, r.key, r.value, json.dumps(r.headers), r.reason, r.error],
@@ -100,3 +101,28 @@ def counters_total(*, consumer: str) -> Counter[str]:
     ):
         total.update(row)
     return total
+
+
+# Each consumer registers how to replay its dead letters (entries registers "stakes").
+Replayer = Callable[[DeadLetter], str]
+REPLAYERS: dict[str, Replayer] = {}
+
+
+def dead_letters_replay(*, ids: Iterable[int]) -> Counter[str]:
+    """Replay open dead letters through their consumer, one transaction each; returns outcomes counted."""
+    outcomes: Counter[str] = Counter()
+    for letter_id in ids:
+        with transaction.atomic():
+            letter = DeadLetter.objects.select_for_update().filter(pk=letter_id, status=DeadLetter.Status.OPEN).first()
+            if letter is None:
+                outcomes["not open"] += 1
+                continue
+            replayer = REPLAYERS.get(letter.consumer)
+            if replayer is None:
+                outcomes["no replayer"] += 1
+                continue
+            DeadLetter.objects.filter(pk=letter.pk).update(
+                status=DeadLetter.Status.REPLAYED, replayed_at=timezone.now()
+            )
+            outcomes[replayer(letter)] += 1
+    return outcomes

@@ -9,9 +9,12 @@ import logging
 from collections.abc import Iterator
 
 from django.db import DatabaseError, connection
+from django.db.models import Sum
 from prometheus_client import Counter
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from outbox.models import ConsumerCounter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,38 @@ class OutboxCollector(Collector):
             yield GaugeMetricFamily(name, documentation, value=float(value))
 
 
+class ConsumerCollector(Collector):
+    """Each consumer's messages by outcome, from the counters its transactions keep.
+
+    received = applied + duplicate + dead_lettered holds here as in the database.
+    """
+
+    NAME = "lottery_consumer_messages"
+    DOCUMENTATION = "Messages a consumer took from Kafka, by outcome (received, applied, duplicate, dead_lettered)"
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.DOCUMENTATION, labels=["consumer", "outcome"])
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            rows = list(
+                ConsumerCounter.objects.values("consumer").annotate(
+                    received=Sum("received"),
+                    applied=Sum("applied"),
+                    duplicate=Sum("duplicate"),
+                    dead_lettered=Sum("dead_lettered"),
+                )
+            )
+        except DatabaseError as error:
+            logger.warning("consumer metrics unavailable", exc_info=error)
+            return
+        family = GaugeMetricFamily(self.NAME, self.DOCUMENTATION, labels=["consumer", "outcome"])
+        for row in rows:
+            for outcome in ("received", "applied", "duplicate", "dead_lettered"):
+                family.add_metric([row["consumer"], outcome], float(row[outcome]))
+        yield family
+
+
 _registered = False
 
 
@@ -61,4 +96,5 @@ def register() -> None:
     global _registered
     if not _registered:
         REGISTRY.register(OutboxCollector())
+        REGISTRY.register(ConsumerCollector())
         _registered = True

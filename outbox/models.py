@@ -94,8 +94,13 @@ class DeadLetter(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            # A redelivered bad message is the same dead letter, not a second one.
-            models.UniqueConstraint(name="dead_letter_once_per_message", fields=["topic", "partition", "offset"]),
+            # A redelivered bad message is the same dead letter, not a second one;
+            # a replayed letter steps aside, so a replay that fails again opens a new one.
+            models.UniqueConstraint(
+                name="dead_letter_once_per_message",
+                fields=["topic", "partition", "offset"],
+                condition=Q(status="open"),
+            ),
         ]
         indexes = [models.Index(fields=["reason", "status"])]
 

@@ -1,0 +1,102 @@
+"""Pools without the Kafka loop: expiry, replay of a dead letter, per-game terms, admin."""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from entries.models import Player, Stake
+from entries.services import player_ban, player_unban
+from entries.stake_consumer import Record, handle_batch
+from lotteries.models import Lottery, PoolGame
+from lotteries.pools import PoolStake, pool_expire, pools_enter
+from lotteries.tasks import expire_pools
+from outbox.inbox import counters_total, dead_letters_replay
+from outbox.models import DeadLetter, OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def record(offset: int, **fields) -> Record:
+    body = {"stakeId": f"s-{offset}", "playerId": "p", "gameId": "g", "amount": "2.00", "currency": "EUR",
+            "occurredAt": timezone.now().isoformat(), **fields}  # fmt: skip
+    return Record(settings.STAKES_TOPIC, 0, offset, None, json.dumps(body).encode(), [])
+
+
+def test_a_pool_short_of_players_is_cancelled_after_its_wait_with_its_stakes_listed(make_player):
+    players = [make_player(), make_player()]
+    now = timezone.now()
+    stakes = [
+        PoolStake("exp-1", players[0].pk, "slow-game", Decimal("3.00"), "EUR", now),
+        PoolStake("exp-2", players[0].pk, "slow-game", Decimal("1.00"), "EUR", now),  # same player: pot only
+        PoolStake("exp-3", players[1].pk, "slow-game", Decimal("2.50"), "EUR", now),
+    ]
+    from django.db import transaction
+
+    with transaction.atomic():
+        pools_enter(stakes=stakes, now=now)
+    pool = Lottery.objects.get(game_id="slow-game")
+    assert (pool.state, pool.pot, pool.ballots.count()) == ("open", Decimal("6.50"), 2)
+
+    assert pool_expire(lottery_id=pool.pk, now=pool.closes_at - timedelta(seconds=1)) is False  # not yet
+    assert expire_pools.run() == []
+    cancelled = pool_expire(lottery_id=pool.pk, now=pool.closes_at)
+
+    pool.refresh_from_db()
+    assert cancelled and pool.state == "cancelled"
+    assert pool_expire(lottery_id=pool.pk, now=pool.closes_at) is False  # idempotent
+    event = json.loads(OutboxEvent.objects.get(key=str(pool.pk), event_type="LotteryCancelled").value)
+    assert [s["stake_id"] for s in event["data"]["stakes"]] == ["exp-1", "exp-2", "exp-3"]
+    assert event["data"]["stakes"][1] == {"stake_id": "exp-2", "player_id": players[0].pk, "amount": "1.0000",
+                                          "currency": "EUR"}  # fmt: skip
+
+
+def test_a_games_own_terms_apply_to_its_next_pool(make_player):
+    PoolGame.objects.create(game_id="big-game", pool_size=5, payout_ratio=Decimal("0.5"))
+    from django.db import transaction
+
+    with transaction.atomic():
+        pools_enter(stakes=[PoolStake("big-1", make_player().pk, "big-game", Decimal("1.00"), "USD", timezone.now())])
+
+    pool = Lottery.objects.get(game_id="big-game")
+    assert (pool.pool_size, pool.payout_ratio, pool.currency) == (5, Decimal("0.5"), "USD")
+
+
+def test_a_banned_players_dead_letter_is_applied_when_replayed_after_the_unban(kafka_broker):
+    player = Player.objects.create_user(username="ext-p", external_account_id="p")
+    player_ban(player_id=player.pk, reason="checks", actor=None)
+    handle_batch([record(7)])
+    letter = DeadLetter.objects.get(offset=7)
+    assert (letter.reason, letter.status) == ("player_banned", "open")
+
+    assert dead_letters_replay(ids=[letter.pk]) == {"dead_lettered": 1}  # still banned: a new open letter
+    player_unban(player_id=player.pk, reason="cleared", actor=None)
+    reopened = DeadLetter.objects.get(offset=7, status="open")
+    outcomes = dead_letters_replay(ids=[reopened.pk])
+
+    assert outcomes == {"applied": 1}
+    assert Stake.objects.filter(stake_id="s-7", player=player).count() == 1
+    assert set(DeadLetter.objects.values_list("status", flat=True)) == {"replayed"}
+    totals = counters_total(consumer="stakes")
+    assert (totals["received"], totals["applied"], totals["dead_lettered"]) == (3, 1, 2)
+
+
+def test_stake_pool_and_dead_letter_pages_load_in_admin(kafka_broker, client, make_player):
+    handle_batch([record(1), record(2, amount="oops")])
+    staff = make_player(is_staff=True)
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+
+    for name in ["entries_stake", "outbox_deadletter", "outbox_consumercounter", "lotteries_poolgame"]:
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
+    letter = DeadLetter.objects.get()
+    page = client.get(reverse("admin:outbox_deadletter_change", args=[letter.pk])).content.decode()
+    assert "invalid_amount" in page and "oops" in page
+    metrics = client.get("/metrics").content.decode()
+    assert 'lottery_consumer_messages{consumer="stakes",outcome="received"} 2.0' in metrics
+    assert 'lottery_consumer_messages{consumer="stakes",outcome="dead_lettered"} 1.0' in metrics
