@@ -1,11 +1,11 @@
 """LotteryEntryCreated (topic lottery.v1.entry, key: the lottery id)."""
 
-from entries.models import Ballot, Player
+from entries.models import Ballot
 from outbox import events
 from outbox.events import DomainEvent
 
 
-def entry_created(ballot: Ballot, *, player: Player) -> DomainEvent:
+def entry_created(ballot: Ballot, *, player_external_id: str) -> DomainEvent:
     return DomainEvent(
         type=events.LOTTERY_ENTRY_CREATED,
         aggregate_type="lottery",
@@ -13,8 +13,8 @@ def entry_created(ballot: Ballot, *, player: Player) -> DomainEvent:
         data={
             "lottery_id": ballot.lottery_id,
             "ballot_id": ballot.pk,
-            "player_id": player.pk,
-            "player_external_id": player.external_account_id,
+            "player_id": ballot.player_id,
+            "player_external_id": player_external_id,
             "created_at": ballot.created_at.isoformat(),
         },
         occurred_at=ballot.created_at,

@@ -171,7 +171,7 @@ def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now
             return None
         ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
         if ballot.status == Ballot.Status.VALID:
-            publish(entry_created(ballot, player=player))
+            publish(entry_created(ballot, player_external_id=player.external_account_id))
     return ballot
 
 

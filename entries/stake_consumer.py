@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,6 +35,8 @@ from outbox.models import DeadLetter
 logger = logging.getLogger(__name__)
 
 CONSUMER = "stakes"
+# Players created from stakes never log in here: an unusable password (no per-player hashing).
+UNUSABLE_PASSWORD = f"{UNUSABLE_PASSWORD_PREFIX}created-from-a-stake"
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,15 @@ def handle_batch(records: Sequence[Any]) -> BatchResult:
                 refusals.append(_refusal(record, "player_banned", f"player {stake.player_id} is banned"))
                 continue
             entering.append(
-                PoolStake(stake.stake_id, player.pk, stake.game_id, stake.amount, stake.currency, stake.occurred_at)
+                PoolStake(
+                    stake.stake_id,
+                    player.pk,
+                    stake.player_id,
+                    stake.game_id,
+                    stake.amount,
+                    stake.currency,
+                    stake.occurred_at,
+                )
             )
             tallies[record.partition].applied += 1
         # A banned player's stake must not stay claimed: a replay after the unban applies it.
@@ -138,7 +148,7 @@ def _players_by_external_id(external_ids: set[str]) -> dict[str, Player]:
     usernames = {f"ext-{external_id}": external_id for external_id in external_ids}
     Player.objects.bulk_create(
         (
-            Player(username=username, external_account_id=external_id, password=make_password(None))
+            Player(username=username, external_account_id=external_id, password=UNUSABLE_PASSWORD)
             for username, external_id in usernames.items()
         ),
         ignore_conflicts=True,

@@ -7,24 +7,31 @@ gets ``pot x payout_ratio`` rounded down to the currency's minor unit. When
 and a Celery task draws it after the commit; the next stake opens a new pool.
 A pool still short after POOL_MAX_WAIT_SECONDS is cancelled, and its
 LotteryCancelled event lists its stakes for refund.
+
+A batch of stakes costs a fixed number of statements, whatever the number of
+pools it opens or fills: pools churn fast (pools of 3), so per-pool round
+trips would dominate.
 """
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from draws import algorithm
+from draws.models import LotterySeed
 from entries.events import entry_created
-from entries.models import Ballot, Player, Stake
+from entries.models import Ballot, Stake
 from lotteries import events as lottery_events
-from lotteries.models import Lottery, PoolGame, TransitionSource
-from lotteries.services import PoolTerms, lottery_open, lottery_today, lottery_transition
+from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
+from lotteries.services import lottery_today, lottery_transition
+from outbox.events import DomainEvent
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -36,137 +43,217 @@ class PoolStake:
 
     stake_id: str
     player_id: int
+    player_external_id: str
     game_id: str
     amount: Decimal
     currency: str
     occurred_at: datetime
 
 
-def pool_terms(*, game_id: str, currency: str) -> PoolTerms:
-    game = PoolGame.objects.filter(pk=game_id).first()
-    return PoolTerms(
-        game_id=game_id,
-        currency=currency,
-        pool_size=game.pool_size if game else settings.POOL_SIZE,
-        payout_ratio=game.payout_ratio if game else settings.POOL_PAYOUT_RATIO,
-    )
+@dataclass
+class _Plan:
+    """What a batch does to one pool: an open one it finds, or one it opens."""
+
+    game_id: str
+    currency: str
+    pool_size: int
+    payout_ratio: Decimal
+    members: set[int]
+    existing: Lottery | None = None
+    newcomers: list[PoolStake] = field(default_factory=list)  # their first stake in this pool
+    stakes: list[PoolStake] = field(default_factory=list)
+    fills: bool = False
+    lottery: Lottery | None = None
+
+    def add(self, stake: PoolStake) -> None:
+        self.stakes.append(stake)
+        if stake.player_id not in self.members:
+            self.members.add(stake.player_id)
+            self.newcomers.append(stake)
+        self.fills = len(self.members) >= self.pool_size
+
+    @property
+    def pot_added(self) -> Decimal:
+        return sum((s.amount for s in self.stakes), Decimal(0))
 
 
-def pools_enter(*, stakes: list[PoolStake], now: datetime | None = None) -> list[Stake]:
-    """Enter stakes into their pools, in the given order. Runs in the caller's transaction.
+def pools_enter(*, stakes: list[PoolStake], now: datetime | None = None) -> list[int]:
+    """Enter stakes into their pools, in the given order, with a fixed number of statements per batch.
 
-    Each (game, currency) is handled under its open pool's row lock
-    (``SELECT ... FOR UPDATE``), so consumers in parallel and the expiry
-    task never fill or cancel a pool twice. Rows are written in bulk per pool.
+    Runs in the caller's transaction. The open pools of the batch's games are
+    locked first (``SELECT ... FOR UPDATE``), so consumers in parallel and the
+    expiry task never fill or cancel a pool twice; the whole batch is planned
+    in memory, then written in bulk. A pool opened and filled within one batch
+    is stored closed, with both transitions recorded (one open pool per
+    game and currency is a constraint, checked at each statement). Returns
+    the ids of the pools that filled, whose draw is queued after the commit.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("pools_enter must run inside the consumer's transaction")
+    if not stakes:
+        return []
     now = now or timezone.now()
+    plans = _plan(stakes)
+    _write(plans, now=now)
+    filled = [plan.lottery.pk for plan in plans if plan.fills and plan.lottery is not None]
+    if filled:
+        transaction.on_commit(lambda: _queue_draws(filled))
+    logger.info(
+        "stakes entered: %d stakes, %d pools opened, %d filled",
+        len(stakes),
+        sum(plan.existing is None for plan in plans),
+        len(filled),
+        extra={"filled": filled},
+    )
+    return filled
+
+
+def _queue_draws(lottery_ids: list[int]) -> None:
+    from lotteries.tasks import draw_lotteries  # the tasks module imports this one
+
+    draw_lotteries.delay(lottery_ids)
+
+
+def _plan(stakes: list[PoolStake]) -> list[_Plan]:
     by_game: dict[tuple[str, str], list[PoolStake]] = defaultdict(list)
     for stake in stakes:
         by_game[(stake.game_id, stake.currency)].append(stake)
-    stored: list[Stake] = []
-    for (game_id, currency), items in sorted(by_game.items()):
-        stored += _enter_game(game_id=game_id, currency=currency, stakes=items, now=now)
-    return stored
+    games = Q()
+    for game_id, currency in by_game:
+        games |= Q(game_id=game_id, currency=currency)
+    open_pools = {
+        (pool.game_id, pool.currency): pool
+        for pool in Lottery.objects.select_for_update()
+        .filter(games, kind=Lottery.Kind.POOL, state=Lottery.State.OPEN)
+        .order_by("id")
+    }
+    members: dict[int, set[int]] = defaultdict(set)
+    for lottery_id, player_id in Ballot.objects.filter(
+        lottery__in=list(open_pools.values()), status=Ballot.Status.VALID
+    ).values_list("lottery_id", "player_id"):
+        members[lottery_id].add(player_id)
+    terms = {game.pk: game for game in PoolGame.objects.filter(pk__in={game_id for game_id, _ in by_game})}
+
+    plans: list[_Plan] = []
+    for (game_id, currency), items in by_game.items():
+        existing = open_pools.get((game_id, currency))
+        plan: _Plan | None = None
+        if existing is not None:
+            assert existing.pool_size is not None
+            assert existing.payout_ratio is not None
+            plan = _Plan(game_id, currency, existing.pool_size, existing.payout_ratio, members[existing.pk], existing)
+        for stake in items:
+            if plan is None:  # the first stake after a pool filled opens the next one
+                game = terms.get(game_id)
+                size = game.pool_size if game else settings.POOL_SIZE
+                ratio = game.payout_ratio if game else settings.POOL_PAYOUT_RATIO
+                plan = _Plan(game_id, currency, size, ratio, set())
+            plan.add(stake)
+            if plan.fills:
+                plans.append(plan)
+                plan = None
+        if plan is not None:
+            plans.append(plan)
+    return plans
 
 
-def _enter_game(*, game_id: str, currency: str, stakes: list[PoolStake], now: datetime) -> list[Stake]:
-    stored: list[Stake] = []
-    pool: Lottery | None = None
-    members: set[int] = set()
-    pending: list[PoolStake] = []
-    for stake in stakes:
-        if pool is None:  # the first stake, or the first after a pool filled, opens (or finds) the pool
-            pool = _open_pool_locked(game_id=game_id, currency=currency, now=now)
-            members = set(
-                Ballot.objects.filter(lottery=pool, status=Ballot.Status.VALID).values_list("player_id", flat=True)
-            )
-        pending.append(stake)
-        members.add(stake.player_id)
-        if len(members) >= (pool.pool_size or settings.POOL_SIZE):
-            stored += _write(pool, pending, now=now)
-            _close_full(pool, now=now)
-            pool, pending = None, []
-    if pool is not None and pending:
-        stored += _write(pool, pending, now=now)
-    return stored
-
-
-def _open_pool_locked(*, game_id: str, currency: str, now: datetime) -> Lottery:
-    """The open pool of (game, currency), locked; opened if there is none."""
-    for _attempt in range(3):
-        pool = (
-            Lottery.objects.select_for_update()
-            .filter(kind=Lottery.Kind.POOL, state=Lottery.State.OPEN, game_id=game_id, currency=currency)
-            .first()
+def _write(plans: list[_Plan], *, now: datetime) -> None:
+    existing = [plan for plan in plans if plan.existing is not None]
+    opened = [plan for plan in plans if plan.existing is None]
+    # Existing pools that fill are closed before any new pool of their game is stored open.
+    closing = [plan.existing.pk for plan in existing if plan.fills and plan.existing is not None]
+    if closing:
+        Lottery.objects.filter(pk__in=closing, state=Lottery.State.OPEN).update(
+            state=Lottery.State.CLOSED, updated_at=now
         )
-        if pool is not None:
-            return pool
-        try:
-            with transaction.atomic():  # a savepoint: another consumer may open it first
-                pool = lottery_open(
-                    kind=Lottery.Kind.POOL,
-                    title=f"Pool {game_id} {currency}",
-                    day=lottery_today(now=now),
-                    opens_at=now,
-                    closes_at=now + timedelta(seconds=settings.POOL_MAX_WAIT_SECONDS),
-                    prize="",
-                    source=TransitionSource.POOL_FILL,
-                    pool=pool_terms(game_id=game_id, currency=currency),
-                )
-        except IntegrityError:
-            continue  # the one-open-pool constraint: take the other's pool on the next pass
-        return Lottery.objects.select_for_update().get(pk=pool.pk)
-    raise RuntimeError(f"could not open or find the pool of {game_id}/{currency}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE lotteries_lottery l SET pot = l.pot + v.added"
+            " FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, added) WHERE l.id = v.id",
+            [[p.existing.pk for p in existing if p.existing], [p.pot_added for p in existing]],
+        )
+    for plan in existing:
+        plan.lottery = plan.existing
 
-
-def _write(pool: Lottery, stakes: list[PoolStake], *, now: datetime) -> list[Stake]:
-    """Ballots for the players new to the pool, a row per stake, the pot, the entry events."""
-    known = set(Ballot.objects.filter(lottery=pool, status=Ballot.Status.VALID).values_list("player_id", flat=True))
-    newcomers: list[int] = []
-    for stake in stakes:
-        if stake.player_id not in known:
-            known.add(stake.player_id)
-            newcomers.append(stake.player_id)
-    # Pool ballots carry no phone or account snapshot: fraud rules guard the
-    # public API; a stake's player is vouched for by the game service.
-    ballots = Ballot.objects.bulk_create(
-        Ballot(lottery=pool, player_id=player_id, status=Ballot.Status.VALID, slot=1, created_at=now)
-        for player_id in newcomers
+    seeds = [algorithm.new_seed() for _ in opened]
+    created = Lottery.objects.bulk_create(
+        Lottery(
+            kind=Lottery.Kind.POOL,
+            state=Lottery.State.CLOSED if plan.fills else Lottery.State.OPEN,
+            title=f"Pool {plan.game_id} {plan.currency}",
+            day=lottery_today(now=now),
+            opens_at=now,
+            closes_at=now + timedelta(seconds=settings.POOL_MAX_WAIT_SECONDS),
+            prize="",
+            winners_count=1,
+            seed_commitment=algorithm.commitment(seed),
+            game_id=plan.game_id,
+            currency=plan.currency,
+            pool_size=plan.pool_size,
+            payout_ratio=plan.payout_ratio,
+            pot=plan.pot_added,
+        )
+        for plan, seed in zip(opened, seeds, strict=True)
     )
-    ballot_of = {ballot.player_id: ballot for ballot in ballots}
-    rows = Stake.objects.bulk_create(
+    for plan, lottery in zip(opened, created, strict=True):
+        plan.lottery = lottery
+    LotterySeed.objects.bulk_create(
+        LotterySeed(lottery=lottery, seed=seed) for lottery, seed in zip(created, seeds, strict=True)
+    )
+
+    ballots = Ballot.objects.bulk_create(
+        # Pool ballots carry no phone or account snapshot: fraud rules guard the
+        # public API; a stake's player is vouched for by the game service.
+        Ballot(lottery=plan.lottery, player_id=stake.player_id, status=Ballot.Status.VALID, slot=1, created_at=now)
+        for plan in plans
+        for stake in plan.newcomers
+    )
+    ballot_of = {(ballot.lottery_id, ballot.player_id): ballot for ballot in ballots}
+    first_stake = {(plan.lottery.pk, stake.stake_id) for plan in plans if plan.lottery for stake in plan.newcomers}
+    Stake.objects.bulk_create(
         Stake(
             stake_id=stake.stake_id,
             player_id=stake.player_id,
-            lottery=pool,
-            ballot=ballot_of.pop(stake.player_id, None),
+            lottery=plan.lottery,
+            ballot=ballot_of[(plan.lottery.pk, stake.player_id)]
+            if (plan.lottery.pk, stake.stake_id) in first_stake
+            else None,
             game_id=stake.game_id,
             amount=stake.amount,
             currency=stake.currency,
             occurred_at=stake.occurred_at,
         )
-        for stake in stakes
+        for plan in plans
+        if plan.lottery
+        for stake in plan.stakes
     )
-    Lottery.objects.filter(pk=pool.pk).update(pot=F("pot") + sum(s.amount for s in stakes), updated_at=now)
-    if ballots:
-        players = Player.objects.in_bulk(newcomers)
-        publish(*(entry_created(ballot, player=players[ballot.player_id]) for ballot in ballots))
-    return rows
 
-
-def _close_full(pool: Lottery, *, now: datetime) -> None:
-    """The pool has its players: close it now, draw it in a task after the commit."""
-    from lotteries.tasks import draw_lottery
-
-    lottery_transition(
-        pool, Lottery.State.CLOSED, source=TransitionSource.POOL_FILL, actor=None, now=now, note="pool full"
-    )
-    publish(lottery_events.lottery_closed(pool, source=TransitionSource.POOL_FILL, forced=False))
-    pool_id = pool.pk
-    transaction.on_commit(lambda: draw_lottery.delay(pool_id))
-    logger.info("pool full", extra={"lottery_id": pool_id, "game_id": pool.game_id})
+    transitions: list[LotteryTransition] = []
+    events: list[DomainEvent] = []
+    source = TransitionSource.POOL_FILL
+    for plan in plans:
+        pool = plan.lottery
+        assert pool is not None
+        if plan.existing is None:
+            transitions.append(LotteryTransition(lottery=pool, to_state=Lottery.State.OPEN, source=source))
+            events.append(lottery_events.lottery_opened(pool))
+        events += [
+            entry_created(ballot_of[(pool.pk, stake.player_id)], player_external_id=stake.player_external_id)
+            for stake in plan.newcomers
+        ]
+        if plan.fills:
+            transitions.append(
+                LotteryTransition(
+                    lottery=pool,
+                    from_state=Lottery.State.OPEN,
+                    to_state=Lottery.State.CLOSED,
+                    source=source,
+                    note="pool full",
+                )
+            )
+            events.append(lottery_events.lottery_closed(pool, source=source, forced=False))
+    LotteryTransition.objects.bulk_create(transitions)
+    publish(*events)
 
 
 def pool_expire(*, lottery_id: int, now: datetime | None = None) -> bool:

@@ -8,7 +8,6 @@ idempotent, so any number of concurrent calls yield one draw.
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -56,7 +55,6 @@ def lottery_open(
     winners_count: int = 1,
     source: str = TransitionSource.SYSTEM,
     actor: Player | None = None,
-    pool: "PoolTerms | None" = None,
 ) -> Lottery:
     """Create an open lottery and publish its seed commitment.
 
@@ -78,29 +76,12 @@ def lottery_open(
             prize=prize,
             winners_count=winners_count,
             seed_commitment=algorithm.commitment(seed),
-            **(pool.fields() if pool is not None else {}),
         )
         seed_store(lottery=lottery, seed=seed)
         LotteryTransition.objects.create(lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor=actor)
         publish(lottery_events.lottery_opened(lottery))
     logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
     return lottery
-
-
-@dataclass(frozen=True)
-class PoolTerms:
-    game_id: str
-    currency: str
-    pool_size: int
-    payout_ratio: Decimal
-
-    def fields(self) -> dict[str, object]:
-        return {
-            "game_id": self.game_id,
-            "currency": self.currency,
-            "pool_size": self.pool_size,
-            "payout_ratio": self.payout_ratio,
-        }
 
 
 def daily_lottery_open(*, day: date | None = None, source: str = TransitionSource.BEAT) -> Lottery:

@@ -53,9 +53,12 @@ def close_lottery(lottery_id: int, source: str = TransitionSource.BEAT) -> str:
     retry_jitter=True,
     max_retries=8,
 )
-def draw_lottery(lottery_id: int) -> str:
-    """Draw a pool that filled up (queued after the commit that closed it)."""
-    return lottery_close(lottery_id=lottery_id, source=TransitionSource.POOL_FILL).lottery.state
+def draw_lotteries(lottery_ids: list[int]) -> list[str]:
+    """Draw the pools a batch of stakes filled (queued after its commit), one transaction each.
+
+    ``lottery_close`` is idempotent: a retry after a failure redraws none.
+    """
+    return [lottery_close(lottery_id=i, source=TransitionSource.POOL_FILL).lottery.state for i in lottery_ids]
 
 
 @shared_task

@@ -6,6 +6,7 @@ and after the commit the relay is kicked (coalesced: at most one relay run
 waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 """
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -30,31 +31,43 @@ RELAY_PENDING_KEY = "outbox:relay:pending"
 PURGE_BATCH_SIZE = 5000
 
 
-def publish(*events: DomainEvent) -> list[OutboxEvent]:
-    """Store events in the outbox, in the caller's transaction, in the given order.
+_COLUMNS = "event_id, event_type, topic, message_type, key, value, headers, state, attempts, last_error, created_at"
+_INSERT_SQL = f"INSERT INTO outbox_outboxevent ({_COLUMNS}) VALUES "  # noqa: S608 (constant names only)
+_COPY_SQL = f"COPY outbox_outboxevent ({_COLUMNS}) FROM STDIN"
+COPY_THRESHOLD = 20
+
+
+def publish(*events: DomainEvent) -> int:
+    """Store events in the outbox, in the caller's transaction, in the given order. Returns how many.
 
     Must be called inside ``transaction.atomic()``: an event outside one
     could be committed without the change it describes, or the other way round.
+    A few rows go in with one INSERT (a ballot's single event: one round
+    trip); many go in with COPY, in order (their ids follow it): a batch of
+    stakes writes hundreds of events at once, and COPY spends no time on SQL text.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("outbox.publish must run inside the transaction that makes the change")
-    headers: dict[str, str] = {}
-    propagate.inject(headers)  # W3C traceparent of the active trace, if any
-    rows = OutboxEvent.objects.bulk_create(
-        OutboxEvent(
-            event_id=event.id,
-            event_type=event.type,
-            topic=event.route.topic,
-            message_type=event.route.message_type,
-            key=event.aggregate_id,
-            value=event.to_json(),
-            headers=headers,
-            created_at=event.occurred_at,
-        )
+    if not events:
+        return 0
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # W3C traceparent of the active trace, if any
+    headers = json.dumps(carrier)
+    rows = [
+        (event.id, event.type, event.route.topic, event.route.message_type, event.aggregate_id, event.to_json(),
+         headers, OutboxEvent.State.PENDING, 0, "", event.occurred_at)
         for event in events
-    )
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        if len(rows) <= COPY_THRESHOLD:
+            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            cursor.execute(_INSERT_SQL + placeholders, [value for row in rows for value in row])
+        else:
+            with cursor.copy(_COPY_SQL) as copy:
+                for row in rows:
+                    copy.write_row(row)
     transaction.on_commit(kick_relay, robust=True)
-    return rows
+    return len(events)
 
 
 @lru_cache(maxsize=1)

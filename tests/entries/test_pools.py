@@ -31,9 +31,9 @@ def test_a_pool_short_of_players_is_cancelled_after_its_wait_with_its_stakes_lis
     players = [make_player(), make_player()]
     now = timezone.now()
     stakes = [
-        PoolStake("exp-1", players[0].pk, "slow-game", Decimal("3.00"), "EUR", now),
-        PoolStake("exp-2", players[0].pk, "slow-game", Decimal("1.00"), "EUR", now),  # same player: pot only
-        PoolStake("exp-3", players[1].pk, "slow-game", Decimal("2.50"), "EUR", now),
+        PoolStake("exp-1", players[0].pk, "a", "slow-game", Decimal("3.00"), "EUR", now),
+        PoolStake("exp-2", players[0].pk, "a", "slow-game", Decimal("1.00"), "EUR", now),  # same player: pot only
+        PoolStake("exp-3", players[1].pk, "b", "slow-game", Decimal("2.50"), "EUR", now),
     ]
     from django.db import transaction
 
@@ -60,7 +60,9 @@ def test_a_games_own_terms_apply_to_its_next_pool(make_player):
     from django.db import transaction
 
     with transaction.atomic():
-        pools_enter(stakes=[PoolStake("big-1", make_player().pk, "big-game", Decimal("1.00"), "USD", timezone.now())])
+        pools_enter(
+            stakes=[PoolStake("big-1", make_player().pk, "x", "big-game", Decimal("1.00"), "USD", timezone.now())]
+        )
 
     pool = Lottery.objects.get(game_id="big-game")
     assert (pool.pool_size, pool.payout_ratio, pool.currency) == (5, Decimal("0.5"), "USD")
