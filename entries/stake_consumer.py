@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from entries.models import Player
@@ -143,17 +143,35 @@ def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
 
 
-def _players_by_external_id(external_ids: set[str]) -> dict[str, Player]:
-    """Players named by the game service's playerId, created on first sight."""
-    usernames = {f"ext-{external_id}": external_id for external_id in external_ids}
-    Player.objects.bulk_create(
-        (
-            Player(username=username, external_account_id=external_id, password=UNUSABLE_PASSWORD)
-            for username, external_id in usernames.items()
-        ),
-        ignore_conflicts=True,
-    )
-    return {usernames[p.username]: p for p in Player.objects.filter(username__in=usernames)}
+@dataclass(frozen=True)
+class _StakePlayer:
+    pk: int
+    is_banned: bool
+
+
+_CREATE_PLAYERS_SQL = """
+INSERT INTO entries_player (
+    username, external_account_id, password, is_superuser, is_staff, is_active, first_name, last_name, email,
+    date_joined, phone_number, is_banned, ban_reason
+)
+SELECT u.username, u.external_id, %(password)s, false, false, true, '', '', '', now(), '', false, ''
+FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)
+ON CONFLICT (username) DO NOTHING
+"""
+
+
+def _players_by_external_id(external_ids: set[str]) -> dict[str, _StakePlayer]:
+    """Players named by the game service's playerId (username ``ext-<playerId>``), created on first sight."""
+    if not external_ids:
+        return {}
+    ordered = sorted(external_ids)
+    usernames = [f"ext-{external_id}" for external_id in ordered]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CREATE_PLAYERS_SQL, {"password": UNUSABLE_PASSWORD, "usernames": usernames, "external_ids": ordered}
+        )
+    rows = Player.objects.filter(username__in=usernames).values_list("username", "id", "is_banned")
+    return {username[len("ext-") :]: _StakePlayer(pk, banned) for username, pk, banned in rows}
 
 
 def _produce_dead_letters(refusals: list[Refusal]) -> None:

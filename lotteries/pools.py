@@ -31,6 +31,7 @@ from entries.models import Ballot, Stake
 from lotteries import events as lottery_events
 from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_today, lottery_transition
+from lottery_site.db import copy_rows, next_ids
 from outbox.events import DomainEvent
 from outbox.services import publish
 
@@ -201,32 +202,38 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
         LotterySeed(lottery=lottery, seed=seed) for lottery, seed in zip(created, seeds, strict=True)
     )
 
-    ballots = Ballot.objects.bulk_create(
-        # Pool ballots carry no phone or account snapshot: fraud rules guard the
-        # public API; a stake's player is vouched for by the game service.
-        Ballot(lottery=plan.lottery, player_id=stake.player_id, status=Ballot.Status.VALID, slot=1, created_at=now)
-        for plan in plans
-        for stake in plan.newcomers
-    )
-    ballot_of = {(ballot.lottery_id, ballot.player_id): ballot for ballot in ballots}
-    first_stake = {(plan.lottery.pk, stake.stake_id) for plan in plans if plan.lottery for stake in plan.newcomers}
-    Stake.objects.bulk_create(
-        Stake(
-            stake_id=stake.stake_id,
-            player_id=stake.player_id,
-            lottery=plan.lottery,
-            ballot=ballot_of[(plan.lottery.pk, stake.player_id)]
-            if (plan.lottery.pk, stake.stake_id) in first_stake
-            else None,
-            game_id=stake.game_id,
-            amount=stake.amount,
-            currency=stake.currency,
-            occurred_at=stake.occurred_at,
+    # Ballots and stakes by COPY (the ORM's per-object cost dominated here),
+    # ballot ids reserved first so that stakes and events can name them.
+    # Pool ballots carry no phone or account snapshot: fraud rules guard the
+    # public API; a stake's player is vouched for by the game service.
+    entering = [(plan.lottery.pk, stake) for plan in plans if plan.lottery for stake in plan.newcomers]
+    ballot_ids = next_ids("entries_ballot", len(entering))
+    ballot_of = {
+        (lottery_id, stake.player_id): Ballot(
+            id=ballot_id, lottery_id=lottery_id, player_id=stake.player_id, status=Ballot.Status.VALID, created_at=now
         )
-        for plan in plans
-        if plan.lottery
-        for stake in plan.stakes
-    )
+        for ballot_id, (lottery_id, stake) in zip(ballot_ids, entering, strict=True)
+    }
+    copy_rows(
+        "entries_ballot",
+        ["id", "lottery_id", "player_id", "status", "slot", "phone_number", "external_account_id",
+         "rejection_reason", "idempotency_key", "created_at"],
+        ((b.id, b.lottery_id, b.player_id, Ballot.Status.VALID, 1, "", "", "", None, now) for b in ballot_of.values()),
+    )  # fmt: skip
+    first_stake = {stake.stake_id for _, stake in entering}
+    copy_rows(
+        "entries_stake",
+        ["stake_id", "player_id", "lottery_id", "ballot_id", "game_id", "amount", "currency", "occurred_at",
+         "created_at"],
+        (
+            (stake.stake_id, stake.player_id, plan.lottery.pk,
+             ballot_of[(plan.lottery.pk, stake.player_id)].id if stake.stake_id in first_stake else None,
+             stake.game_id, stake.amount, stake.currency, stake.occurred_at, now)
+            for plan in plans
+            if plan.lottery
+            for stake in plan.stakes
+        ),
+    )  # fmt: skip
 
     transitions: list[LotteryTransition] = []
     events: list[DomainEvent] = []

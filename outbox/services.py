@@ -19,6 +19,7 @@ from opentelemetry import propagate
 from redis import Redis
 from redis.exceptions import RedisError
 
+from lottery_site.db import copy_rows
 from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
 from outbox.models import OutboxEvent
 
@@ -31,9 +32,11 @@ RELAY_PENDING_KEY = "outbox:relay:pending"
 PURGE_BATCH_SIZE = 5000
 
 
-_COLUMNS = "event_id, event_type, topic, message_type, key, value, headers, state, attempts, last_error, created_at"
-_INSERT_SQL = f"INSERT INTO outbox_outboxevent ({_COLUMNS}) VALUES "  # noqa: S608 (constant names only)
-_COPY_SQL = f"COPY outbox_outboxevent ({_COLUMNS}) FROM STDIN"
+_COLUMNS = [
+    "event_id", "event_type", "topic", "message_type", "key", "value", "headers", "state", "attempts", "last_error",
+    "created_at",
+]  # fmt: skip
+_INSERT_SQL = f"INSERT INTO outbox_outboxevent ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608 (constant names only)
 COPY_THRESHOLD = 20
 
 
@@ -58,14 +61,12 @@ def publish(*events: DomainEvent) -> int:
          headers, OutboxEvent.State.PENDING, 0, "", event.occurred_at)
         for event in events
     ]  # fmt: skip
-    with connection.cursor() as cursor:
-        if len(rows) <= COPY_THRESHOLD:
-            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    if len(rows) <= COPY_THRESHOLD:
+        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        with connection.cursor() as cursor:
             cursor.execute(_INSERT_SQL + placeholders, [value for row in rows for value in row])
-        else:
-            with cursor.copy(_COPY_SQL) as copy:
-                for row in rows:
-                    copy.write_row(row)
+    else:
+        copy_rows("outbox_outboxevent", _COLUMNS, rows)
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
 
