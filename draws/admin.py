@@ -8,17 +8,7 @@ from django.utils.html import format_html
 
 from draws.models import Draw, LotteryAward
 from draws.services import draw_verify
-
-
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from lottery_site.admin_actions import ReadOnlyAdmin
 
 
 class AwardInline(admin.TabularInline[LotteryAward, Draw]):

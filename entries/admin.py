@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from entries.models import Ballot, Player, PlayerBanEvent, Stake
 from entries.services import player_ban, player_unban
-from lottery_site.admin_actions import acting_player, reason_action
+from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, reason_action
 
 
 class PlayerCreationForm(UserCreationForm[Player]):
@@ -84,7 +84,7 @@ class PlayerAdmin(UserAdmin[Player]):
 
 
 @admin.register(Ballot)
-class BallotAdmin(admin.ModelAdmin[Ballot]):
+class BallotAdmin(ReadOnlyAdmin):
     list_display = ["id", "lottery", "player", "status", "rejection_reason", "created_at"]
     list_filter = ["status", "rejection_reason"]
     search_fields = ["=id", "=lottery__id", "player__username"]
@@ -92,18 +92,9 @@ class BallotAdmin(admin.ModelAdmin[Ballot]):
     raw_id_fields = ["lottery", "player"]
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Stake)
-class StakeAdmin(admin.ModelAdmin[Stake]):
+class StakeAdmin(ReadOnlyAdmin):
     list_display = ["stake_id", "player", "game_id", "amount", "currency", "lottery", "entered", "occurred_at"]
     list_filter = ["currency"]
     search_fields = ["=stake_id", "=game_id", "player__username"]
@@ -114,12 +105,3 @@ class StakeAdmin(admin.ModelAdmin[Stake]):
     @admin.display(boolean=True, description="entered the draw")
     def entered(self, stake: Stake) -> bool:
         return stake.ballot_id is not None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,4 +1,4 @@
-"""An admin action that asks for a reason before it runs (bans, forced closes)."""
+"""Shared admin pieces: a read-only base, and an action that asks for a reason first (bans)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -63,3 +63,16 @@ def reason_action(
     action.short_description = description  # type: ignore[attr-defined]
     action.__name__ = description.lower().replace(" ", "_")
     return action
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    """For records that change only through services (draws, awards, ballots, the outbox): view, never edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,9 +1,8 @@
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from lottery_site.admin_actions import ReadOnlyAdmin
 from outbox.inbox import dead_letters_replay
 from outbox.models import ConsumerCounter, DeadLetter, OutboxEvent
 from outbox.services import replay_failed
@@ -18,7 +17,7 @@ def replay(modeladmin: "OutboxEventAdmin", request: HttpRequest, queryset: Query
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin[OutboxEvent]):
+class OutboxEventAdmin(ReadOnlyAdmin):
     """Read-only: events change only through the relay and the replay action."""
 
     list_display = ["id", "event_type", "key", "state", "attempts", "created_at", "published_at", "short_error"]
@@ -46,15 +45,6 @@ class OutboxEventAdmin(admin.ModelAdmin[OutboxEvent]):
     def short_error(self, event: OutboxEvent) -> str:
         return event.last_error[:80]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.action(description="Replay selected dead letters (once the cause is fixed)")
 def replay_dead_letters(modeladmin: "DeadLetterAdmin", request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -64,7 +54,7 @@ def replay_dead_letters(modeladmin: "DeadLetterAdmin", request: HttpRequest, que
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
+class DeadLetterAdmin(ReadOnlyAdmin):
     list_display = ["id", "consumer", "topic", "partition", "offset", "reason", "status", "created_at"]
     list_filter = ["status", "reason", "consumer"]
     search_fields = ["=offset", "error"]
@@ -88,28 +78,10 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     def value_text(self, letter: DeadLetter) -> str:
         return letter.value_text
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ConsumerCounter)
-class ConsumerCounterAdmin(admin.ModelAdmin[ConsumerCounter]):
+class ConsumerCounterAdmin(ReadOnlyAdmin):
     """received = applied + duplicate + dead-lettered, per partition (a database constraint keeps it so)."""
 
     list_display = ["consumer", "topic", "partition", "received", "applied", "duplicate", "dead_lettered"]
     list_filter = ["consumer", "topic"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
