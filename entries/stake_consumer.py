@@ -15,6 +15,7 @@ the batch, and the inbox and dead-letter keys make the second pass change nothin
 """
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,15 +23,18 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
 
 from entries.models import Player
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
 from outbox import kafka
 from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
-from outbox.models import DeadLetter
+from outbox.models import DeadLetter, InboxMessage
+from outbox.relay import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +140,6 @@ def _refusal(record: Any, reason: str, error: str) -> Refusal:
 def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]) -> None:
     if not banned:
         return
-    from outbox.models import InboxMessage
-
     coordinates = {(r.partition, r.offset) for r in banned}
     ids = [stake.stake_id for record, stake in parsed if (record.partition, record.offset) in coordinates]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
@@ -206,12 +208,6 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
     offset commit redelivers the batch to the partition's next owner, whose
     inbox finds it already applied.
     """
-    from django.db import DatabaseError, close_old_connections
-    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-    from kafka.errors import CommitFailedError, KafkaError
-
-    from outbox.relay import Backoff
-
     consumer = KafkaConsumer(
         settings.STAKES_TOPIC,
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
@@ -265,8 +261,6 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
 
 
 def _sleep(seconds: float, should_stop: Any) -> None:
-    import time
-
     deadline = time.monotonic() + seconds
     while not should_stop() and time.monotonic() < deadline:
         time.sleep(0.05)
