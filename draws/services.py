@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from draws import algorithm
 from draws.events import award_created
@@ -47,6 +48,7 @@ def seed_store(*, lottery: Lottery, seed: bytes) -> None:
     LotterySeed.objects.create(lottery=lottery, seed=seed)
 
 
+@sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """Seal the entries, reveal the seed, pick the winners, create the awards.
 

@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -120,3 +121,10 @@ class StakeProduceApi(StaffOrInternalTokenApi):
         }
         produced = stake_produce(message=message)
         return Response(self.Output(produced).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TokenObtainApi(ObtainAuthToken):
+    """Exchange username and password for the API token, rate-limited per client address (password guessing)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"

@@ -321,6 +321,7 @@ def stake_produce(*, message: dict[str, Any]) -> ProducedStake:
             .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
         )
     except KafkaError as error:
-        raise BrokerUnavailable(details={"error": f"{type(error).__name__}: {error}"}) from None
+        kafka.forget_producer_if_stale(error)
+        raise BrokerUnavailable(details={"error": type(error).__name__}) from None
     logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
     return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

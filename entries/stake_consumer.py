@@ -28,7 +28,6 @@ from django.utils import timezone
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from entries.models import Player
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
 from outbox import kafka
@@ -119,12 +118,16 @@ def handle_batch(records: Sequence[Any]) -> BatchResult:
     return BatchResult(tallies=dict(tallies))
 
 
-def _headers(record: Any) -> dict[str, bytes]:
+def _headers(record: Any) -> dict[str, bytes | None]:
     return {name: value for name, value in (record.headers or [])}
 
 
 def _refusal(record: Any, reason: str, error: str) -> Refusal:
-    headers = {name: value.decode("utf-8", errors="replace") for name, value in _headers(record).items()}
+    # Stored as JSON text: undecodable bytes are replaced, NUL (which jsonb refuses) dropped.
+    headers = {
+        name.replace("\x00", ""): (value or b"").decode("utf-8", errors="replace").replace("\x00", "")
+        for name, value in _headers(record).items()
+    }
     return Refusal(
         topic=record.topic,
         partition=record.partition,
@@ -172,7 +175,13 @@ def _players_by_external_id(external_ids: set[str]) -> dict[str, _StakePlayer]:
         cursor.execute(
             _CREATE_PLAYERS_SQL, {"password": UNUSABLE_PASSWORD, "usernames": usernames, "external_ids": ordered}
         )
-    rows = Player.objects.filter(username__in=usernames).values_list("username", "id", "is_banned")
+        # Share-locked like a ballot's player (ballot_submit): a ban waits for
+        # this batch and then voids its ballots, or this batch sees the ban.
+        cursor.execute(
+            "SELECT username, id, is_banned FROM entries_player WHERE username = ANY(%s) ORDER BY id FOR SHARE",
+            [usernames],
+        )
+        rows = cursor.fetchall()
     return {username[len("ext-") :]: _StakePlayer(pk, banned) for username, pk, banned in rows}
 
 
@@ -232,6 +241,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
             try:
                 result = handle_batch(records)
             except (DatabaseError, KafkaError) as error:
+                kafka.forget_producer_if_stale(error)
                 for tp, partition_records in polled.items():
                     consumer.seek(tp, partition_records[0].offset)
                 delay = backoff.next_delay()

@@ -17,6 +17,8 @@ from lotteries import currencies
 MESSAGE_TYPE = "player.stakeCreated"
 FIELDS = ("stakeId", "playerId", "gameId", "amount", "currency", "occurredAt")
 MAX_ID_LENGTH = 100
+# A stake beyond this is not a bet but a mistake; it also keeps pots within their column.
+MAX_AMOUNT = Decimal("1e9")
 
 
 class StakeRefused(Exception):
@@ -36,8 +38,21 @@ class StakeMessage:
     occurred_at: datetime
 
 
-def parse_stake(value: bytes | None, headers: dict[str, bytes]) -> StakeMessage:
-    """The stake in a Kafka record, or ``StakeRefused`` saying what is wrong with it."""
+def parse_stake(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessage:
+    """The stake in a Kafka record, or ``StakeRefused`` saying what is wrong with it.
+
+    Never raises anything else: whatever a producer sends, the consumer must
+    be able to dead-letter it and move on.
+    """
+    try:
+        return _parse(value, headers)
+    except StakeRefused:
+        raise
+    except (ValueError, ArithmeticError, RecursionError, TypeError, OverflowError) as error:
+        raise StakeRefused("invalid_json", f"the value cannot be read: {type(error).__name__}") from None
+
+
+def _parse(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessage:
     message_type = headers.get("messageType")
     if message_type is not None and message_type != MESSAGE_TYPE.encode():
         raise StakeRefused("unexpected_message_type", f"messageType {message_type!r} is not {MESSAGE_TYPE!r}")
@@ -74,23 +89,26 @@ def _identifier(body: dict[str, Any], name: str) -> str:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise StakeRefused("invalid_field", f"{name} must be a string or an integer")
-    text = str(value).strip()
+    text = value.strip() if isinstance(value, str) else str(value) if abs(value) < 10**MAX_ID_LENGTH else ""
     if not text or len(text) > MAX_ID_LENGTH:
         raise StakeRefused("invalid_field", f"{name} must have 1 to {MAX_ID_LENGTH} characters")
+    if not text.isprintable():
+        raise StakeRefused("invalid_field", f"{name} must not contain control characters")
     return text
 
 
 def _amount(raw: Any, currency: str) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
         raise StakeRefused("invalid_amount", "amount must be a decimal number or string")
+    shown = str(raw)[:40]
     try:
         amount = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise StakeRefused("invalid_amount", f"amount {raw!r} is not a decimal number") from None
-    if not amount.is_finite() or amount <= 0:
-        raise StakeRefused("invalid_amount", f"amount {raw!r} must be a positive number")
-    if amount != amount.quantize(currencies.quantum(currency)) or amount >= Decimal("1e13"):
-        raise StakeRefused("invalid_amount", f"amount {raw!r} is not a valid amount of {currency}")
+        if not amount.is_finite() or amount <= 0:
+            raise StakeRefused("invalid_amount", f"amount {shown!r} must be a positive number")
+        if amount >= MAX_AMOUNT or amount != amount.quantize(currencies.quantum(currency)):
+            raise StakeRefused("invalid_amount", f"amount {shown!r} is not a valid amount of {currency}")
+    except (InvalidOperation, ValueError):
+        raise StakeRefused("invalid_amount", f"amount {shown!r} is not a decimal number") from None
     return amount
 
 

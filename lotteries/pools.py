@@ -27,9 +27,10 @@ from django.utils import timezone
 from draws import algorithm
 from draws.models import LotterySeed
 from entries.events import entry_created
-from entries.models import Ballot, Stake
+from entries.models import Ballot
 from lotteries import events as lottery_events
 from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
+from lotteries.selectors import stakes_for_refund
 from lotteries.services import lottery_today, lottery_transition
 from lottery_site.db import copy_rows, next_ids
 from outbox.events import DomainEvent
@@ -98,7 +99,9 @@ def pools_enter(*, stakes: list[PoolStake], now: datetime | None = None) -> list
     _write(plans, now=now)
     filled = [plan.lottery.pk for plan in plans if plan.fills and plan.lottery is not None]
     if filled:
-        transaction.on_commit(lambda: _queue_draws(filled))
+        # Robust: a Redis hiccup must not kill the consumer after its commit;
+        # beat's close sweep draws any pool left closed.
+        transaction.on_commit(lambda: _queue_draws(filled), robust=True)
     logger.info(
         "stakes entered: %d stakes, %d pools opened, %d filled",
         len(stakes),
@@ -270,10 +273,7 @@ def pool_expire(*, lottery_id: int, now: datetime | None = None) -> bool:
         pool = Lottery.objects.select_for_update().filter(pk=lottery_id, kind=Lottery.Kind.POOL).first()
         if pool is None or pool.state != Lottery.State.OPEN or pool.closes_at > now:
             return False
-        stakes = [
-            {"stake_id": s.stake_id, "player_id": s.player_id, "amount": str(s.amount), "currency": s.currency}
-            for s in Stake.objects.filter(lottery=pool).order_by("id")
-        ]
+        stakes = stakes_for_refund(lottery=pool)
         reason = "pool short of players when its wait ended"
         lottery_transition(
             pool, Lottery.State.CANCELLED, source=TransitionSource.BEAT, actor=None, now=now, note=reason

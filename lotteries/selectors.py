@@ -1,6 +1,7 @@
 """Read side of lotteries."""
 
 from datetime import date, datetime
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
@@ -8,10 +9,11 @@ from lotteries.models import Lottery
 
 
 def lotteries_due_ids(*, now: datetime) -> list[int]:
-    """Lotteries to close and draw: window ended, not drawn yet (pools close when full instead)."""
+    """Lotteries to close and draw: open ones whose window ended (pools close when full instead),
+    and any lottery left closed but not drawn (a full pool whose draw task was lost, say)."""
+    window_ended = Q(state=Lottery.State.OPEN, closes_at__lte=now) & ~Q(kind=Lottery.Kind.POOL)
     return list(
-        Lottery.objects.filter(state__in=[Lottery.State.OPEN, Lottery.State.CLOSED], closes_at__lte=now)
-        .exclude(kind=Lottery.Kind.POOL)
+        Lottery.objects.filter(window_ended | Q(state=Lottery.State.CLOSED))
         .order_by("closes_at", "id")
         .values_list("id", flat=True)
     )
@@ -42,3 +44,15 @@ def lottery_list() -> QuerySet[Lottery]:
 
 def lottery_detail(*, lottery_id: int) -> Lottery | None:
     return lottery_list().prefetch_related("transitions", "awards__player").filter(pk=lottery_id).first()
+
+
+def stakes_for_refund(*, lottery: Lottery) -> list[dict[str, Any]]:
+    """A cancelled pool's stakes, as its LotteryCancelled event names them for the game service to refund."""
+    from entries.models import Stake  # entries' models refer to lotteries'
+
+    return [
+        {"stake_id": stake_id, "player_id": player_id, "amount": str(amount), "currency": currency}
+        for stake_id, player_id, amount, currency in Stake.objects.filter(lottery=lottery)
+        .order_by("id")
+        .values_list("stake_id", "player_id", "amount", "currency")
+    ]

@@ -21,6 +21,7 @@ from entries.models import Player
 from lotteries import events as lottery_events
 from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound
 from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from lotteries.selectors import stakes_for_refund
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,8 @@ def lottery_close(
         if draw is None:
             reason = "no valid ballots"
             lottery_transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
-            publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason))
+            refunds = stakes_for_refund(lottery=lottery) if lottery.kind == Lottery.Kind.POOL else []
+            publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason, stakes=refunds))
         else:
             lottery_transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
             # After the awards' events (written by draw_run): consumers see the awards, then "drawn".

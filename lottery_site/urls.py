@@ -1,10 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from draws.apis import DrawDetailApi, DrawVerificationApi, LotteryWinnersApi, WinnersOfDayApi
-from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, StakeProduceApi
+from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, StakeProduceApi, TokenObtainApi
 from lotteries.apis import LotteryCloseApi, LotteryDetailApi, LotteryListApi
 from lottery_site import health
 from lottery_site.converters import DatabaseIdConverter
@@ -12,7 +11,7 @@ from lottery_site.converters import DatabaseIdConverter
 register_converter(DatabaseIdConverter, "id")
 
 api_v1 = [
-    path("auth/token", obtain_auth_token, name="auth-token"),
+    path("auth/token", TokenObtainApi.as_view(), name="auth-token"),
     path("ping", PingApi.as_view(), name="ping"),
     path("lotteries", LotteryListApi.as_view(), name="lottery-list"),
     path("lotteries/<id:lottery_id>", LotteryDetailApi.as_view(), name="lottery-detail"),

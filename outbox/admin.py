@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from kafka.errors import KafkaError
 
 from lottery_site.admin_actions import ReadOnlyAdmin
 from outbox.inbox import dead_letters_replay
@@ -48,7 +49,11 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 
 @admin.action(description="Replay selected dead letters (once the cause is fixed)")
 def replay_dead_letters(modeladmin: "DeadLetterAdmin", request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-    outcomes = dead_letters_replay(ids=list(queryset.values_list("pk", flat=True)))
+    try:
+        outcomes = dead_letters_replay(ids=list(queryset.values_list("pk", flat=True)))
+    except KafkaError as error:  # a replay that dead-letters again needs the broker
+        modeladmin.message_user(request, f"Kafka is unavailable, nothing replayed: {error}", messages.ERROR)
+        return
     summary = ", ".join(f"{count} {outcome.replace('_', ' ')}" for outcome, count in sorted(outcomes.items()))
     modeladmin.message_user(request, f"Replayed: {summary or 'nothing'}.", messages.SUCCESS)
 

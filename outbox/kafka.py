@@ -76,6 +76,12 @@ def reset_producer() -> None:
             logger.debug("closing a stale producer failed", exc_info=error)
 
 
+def forget_producer_if_stale(error: BaseException) -> None:
+    """After an error that says the broker forgot this producer (a restart), build a new one next time."""
+    if isinstance(error, PRODUCER_STATE_ERRORS) or isinstance(error.__cause__, PRODUCER_STATE_ERRORS):
+        reset_producer()
+
+
 def ensure_topics(topics: Iterable[str], *, partitions: int | None = None) -> list[str]:
     """Create the topics that do not exist yet. Returns the ones created. Raises when the broker is down."""
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS

@@ -33,10 +33,15 @@ from outbox import kafka, metrics
 
 logger = logging.getLogger(__name__)
 
+# Rows behind a parked (failed) row of their key are not claimed: they must
+# wait, and claiming them would fill every batch while other keys starve.
 _CLAIM_SQL = """
 SELECT id, event_id, event_type, topic, key, value, message_type, headers
-FROM outbox_outboxevent
+FROM outbox_outboxevent e
 WHERE state = 'pending'
+  AND NOT EXISTS (
+      SELECT 1 FROM outbox_outboxevent f WHERE f.key = e.key AND f.state = 'failed' AND f.id < e.id
+  )
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -152,8 +157,7 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
     )
     if broker_error is not None:
         metrics.broker_unavailable_total.inc()
-        if isinstance(broker_error, kafka.PRODUCER_STATE_ERRORS):
-            kafka.reset_producer()  # a restarted broker forgot our producer id: start afresh
+        kafka.forget_producer_if_stale(broker_error)  # a restarted broker forgot our producer id
         raise BrokerUnavailable(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
 
@@ -170,7 +174,7 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
         return [], {}, error
     futures: list[tuple[_Row, FutureRecordMetadata]] = []
     failures: dict[int, str] = {}
-    stopped_keys: set[str] = set()
+    stopped_keys: set[str] = set()  # keys with a failure: nothing more of them is sent this batch
     broker_error: BaseException | None = None
     for row in rows:
         if row.key in stopped_keys:
@@ -193,9 +197,15 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
         except KafkaTimeoutError as error:
             broker_error = broker_error or error
 
+    # Rows are in id order: a key's rows before its first failure that the
+    # broker took are marked; from the failure on, nothing of the key is.
+    key_of = {r.id: r.key for r in rows}
+    first_failure: dict[str, int] = {}
+    for row_id in sorted(failures):
+        first_failure.setdefault(key_of[row_id], row_id)
     acknowledged: list[_Row] = []
     for row, future in futures:
-        if row.key in stopped_keys:
+        if row.id > first_failure.get(row.key, row.id):
             continue
         if future.succeeded():
             acknowledged.append(row)
@@ -205,7 +215,7 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
             broker_error = broker_error or problem or KafkaTimeoutError("send failed")
         else:
             failures[row.id] = f"{type(problem).__name__}: {problem}"
-        stopped_keys.add(row.key)  # nothing later of this key is marked ahead of it
+        first_failure.setdefault(row.key, row.id)  # nothing later of this key is marked ahead of it
     return acknowledged, failures, broker_error
 
 

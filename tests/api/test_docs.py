@@ -155,3 +155,4 @@ def test_readiness_probe_is_503_naming_each_failed_check(client, settings, kafka
     assert body["status"] == "unavailable"
     assert set(body["failed"]) == {"redis", "kafka"}
     assert "ConnectionError" in body["failed"]["redis"]
+    assert "127.0.0.1" not in response.content.decode()  # details go to the log only

@@ -335,3 +335,14 @@ def test_odd_internal_tokens_are_refused_without_500(api, make_lottery, token):
     assert_error(response, 403, "permission_denied")
     lottery.refresh_from_db()
     assert lottery.state == Lottery.State.OPEN
+
+
+@pytest.mark.django_db
+def test_password_guessing_on_the_token_endpoint_is_throttled(api, make_player, monkeypatch):
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "login": "3/min"})
+    player = make_player()
+    guesses = [{"username": player.username, "password": f"guess-{n}"} for n in range(4)]
+
+    statuses = [api.post(reverse("auth-token"), data=g, format="json").status_code for g in guesses]
+
+    assert statuses == [400, 400, 400, 429]

@@ -14,7 +14,7 @@ from entries.services import player_ban, player_unban
 from entries.stake_consumer import Record, handle_batch
 from lotteries.models import Lottery, PoolGame
 from lotteries.pools import PoolStake, pool_expire, pools_enter
-from lotteries.tasks import expire_pools
+from lotteries.tasks import close_due_lotteries, expire_pools
 from outbox.inbox import counters_total, dead_letters_replay
 from outbox.models import DeadLetter, OutboxEvent
 
@@ -102,3 +102,28 @@ def test_stake_pool_and_dead_letter_pages_load_in_admin(kafka_broker, client, ma
     metrics = client.get("/metrics").content.decode()
     assert 'lottery_consumer_messages{consumer="stakes",outcome="received"} 2.0' in metrics
     assert 'lottery_consumer_messages{consumer="stakes",outcome="dead_lettered"} 1.0' in metrics
+
+
+def test_a_full_pool_whose_draw_task_was_lost_is_drawn_by_the_close_sweep(make_player):
+    from django.db import transaction
+
+    from lotteries.tasks import close_lottery
+
+    now = timezone.now()
+    players = [make_player() for _ in range(3)]
+    with transaction.atomic():
+        filled = pools_enter(
+            stakes=[
+                PoolStake(f"lost-{n}", p.pk, str(n), "lost-game", Decimal("1.00"), "EUR", now)
+                for n, p in enumerate(players)
+            ]
+        )
+    # (no worker ran the queued draw)
+    assert Lottery.objects.get(pk=filled[0]).state == "closed"
+
+    swept = close_due_lotteries.run()
+    for lottery_id in swept:
+        close_lottery.apply(args=(lottery_id,))
+
+    assert filled[0] in swept
+    assert Lottery.objects.get(pk=filled[0]).state == "drawn"

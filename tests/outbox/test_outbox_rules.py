@@ -72,6 +72,23 @@ def test_an_event_failing_on_its_own_is_parked_holds_its_key_back_and_replays_fr
     assert [m.value["data"]["step"] for m in messages] == [1, 2]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_parked_event_does_not_starve_the_other_keys(kafka_broker, settings):
+    settings.OUTBOX_MAX_ATTEMPTS = 1
+    settings.OUTBOX_BATCH_SIZE = 2
+    with transaction.atomic():
+        publish(closed_event("stuck", blob="x" * 1_100_000))
+    drain(budget_seconds=10)  # parked at once
+    with transaction.atomic():
+        publish(*[closed_event("stuck", n=n) for n in range(4)])  # all behind it, more than a batch
+        publish(closed_event("free"))
+
+    drain(budget_seconds=10)
+
+    assert OutboxEvent.objects.get(key="free").state == "published"
+    assert set(OutboxEvent.objects.filter(key="stuck").values_list("state", flat=True)) == {"failed", "pending"}
+
+
 @pytest.mark.django_db
 def test_purge_deletes_old_published_rows_keeps_audit_events_longer_and_never_touches_unpublished(settings):
     settings.OUTBOX_RETENTION_DAYS = 7

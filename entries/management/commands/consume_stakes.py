@@ -1,14 +1,17 @@
 import signal
+import time
 from types import FrameType
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
 from entries.stake_consumer import BatchResult, consume
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics
+from outbox.relay import Backoff
 
 
 class Command(BaseCommand):
@@ -21,7 +24,15 @@ class Command(BaseCommand):
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        ensure_topics([*TOPICS, settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
+        backoff = Backoff()
+        while not self.stopping:  # the broker may still be starting (bin/run starts them together)
+            try:
+                ensure_topics([*TOPICS, settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
+                break
+            except KafkaError as error:
+                delay = backoff.next_delay()
+                self.stderr.write(f"Kafka unavailable ({error}); retrying in {delay:.1f} s")
+                time.sleep(delay)
         if settings.STAKES_CONSUMER_METRICS_PORT:
             start_http_server(settings.STAKES_CONSUMER_METRICS_PORT)
         self.stdout.write(f"consuming {settings.STAKES_TOPIC} as {settings.STAKES_CONSUMER_GROUP}")
