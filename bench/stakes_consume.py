@@ -244,9 +244,7 @@ class _Captured(Exception):
 
 def consumer_settings() -> dict[str, Any]:
     """The keyword arguments ``consume()`` gives its KafkaConsumer, captured in memory (no consumer is built)."""
-    import kafka
-
-    from entries.stake_consumer import consume
+    from entries import stake_consumer
 
     captured: dict[str, Any] = {}
 
@@ -254,13 +252,13 @@ def consumer_settings() -> dict[str, Any]:
         captured.update(kwargs)
         raise _Captured
 
-    original, kafka.KafkaConsumer = kafka.KafkaConsumer, capture
+    original, stake_consumer.KafkaConsumer = stake_consumer.KafkaConsumer, capture  # type: ignore[assignment]
     try:
-        consume(should_stop=lambda: True)
+        stake_consumer.consume(should_stop=lambda: True)
     except _Captured:
         pass
     finally:
-        kafka.KafkaConsumer = original
+        stake_consumer.KafkaConsumer = original  # type: ignore[misc]
     if not captured:
         raise RuntimeError("consume() built no KafkaConsumer: update consumer_settings()")
     return captured
