@@ -255,8 +255,10 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
             }
             try:
                 consumer.commit(offsets)
-            except CommitFailedError as error:  # the group rebalanced: the next owner re-reads, the inbox dedupes
-                logger.warning("offset commit failed after a rebalance: %s", error)
+            except (CommitFailedError, KafkaError) as error:
+                # A rebalance or a broker blip: the batch is committed in the
+                # database, so whoever reads it again finds it in the inbox.
+                logger.warning("offset commit failed; the batch will be redelivered and deduplicated: %s", error)
             logger.info(
                 "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
                 result.total("received"),
