@@ -1,21 +1,25 @@
 """LotteryEntryCreated (topic lottery.v1.entry, key: the lottery id)."""
 
-from entries.models import Ballot
+from datetime import datetime
+
 from outbox import events
 from outbox.events import DomainEvent
 
 
-def entry_created(ballot: Ballot, *, player_external_id: str) -> DomainEvent:
+def entry_created(
+    *, lottery_id: int, ballot_id: int, player_id: int, player_external_id: str, created_at: datetime
+) -> DomainEvent:
+    """A ballot accepted, from the API or from a stake (built from plain values: pools make hundreds at once)."""
     return DomainEvent(
         type=events.LOTTERY_ENTRY_CREATED,
         aggregate_type="lottery",
-        aggregate_id=str(ballot.lottery_id),
+        aggregate_id=str(lottery_id),
         data={
-            "lottery_id": ballot.lottery_id,
-            "ballot_id": ballot.pk,
-            "player_id": ballot.player_id,
+            "lottery_id": lottery_id,
+            "ballot_id": ballot_id,
+            "player_id": player_id,
             "player_external_id": player_external_id,
-            "created_at": ballot.created_at.isoformat(),
+            "created_at": created_at.isoformat(),
         },
-        occurred_at=ballot.created_at,
+        occurred_at=created_at,
     )

@@ -171,7 +171,15 @@ def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now
             return None
         ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
         if ballot.status == Ballot.Status.VALID:
-            publish(entry_created(ballot, player_external_id=player.external_account_id))
+            publish(
+                entry_created(
+                    lottery_id=ballot.lottery_id,
+                    ballot_id=ballot.pk,
+                    player_id=ballot.player_id,
+                    player_external_id=player.external_account_id,
+                    created_at=ballot.created_at,
+                )
+            )
     return ballot
 
 

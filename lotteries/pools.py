@@ -21,18 +21,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from draws import algorithm
-from draws.models import LotterySeed
 from entries.events import entry_created
 from entries.models import Ballot
 from lotteries import events as lottery_events
-from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
+from lotteries.models import Lottery, PoolGame, TransitionSource
 from lotteries.selectors import stakes_for_refund
 from lotteries.services import lottery_today, lottery_transition
-from lottery_site.db import copy_rows, next_ids
+from lottery_site.db import copy_objects, copy_rows, next_ids
 from outbox.events import DomainEvent
 from outbox.services import publish
 
@@ -122,14 +120,21 @@ def _plan(stakes: list[PoolStake]) -> list[_Plan]:
     by_game: dict[tuple[str, str], list[PoolStake]] = defaultdict(list)
     for stake in stakes:
         by_game[(stake.game_id, stake.currency)].append(stake)
-    games = Q()
-    for game_id, currency in by_game:
-        games |= Q(game_id=game_id, currency=currency)
+    # Locked in id order, as every writer of pools does: no deadlock between consumers.
     open_pools = {
         (pool.game_id, pool.currency): pool
-        for pool in Lottery.objects.select_for_update()
-        .filter(games, kind=Lottery.Kind.POOL, state=Lottery.State.OPEN)
-        .order_by("id")
+        for pool in Lottery.objects.raw(
+            "SELECT l.* FROM lotteries_lottery l"
+            " JOIN unnest(%s::varchar[], %s::varchar[]) AS g(game_id, currency)"
+            " ON l.game_id = g.game_id AND l.currency = g.currency"
+            " WHERE l.kind = %s AND l.state = %s ORDER BY l.id FOR UPDATE OF l",
+            [
+                [game_id for game_id, _ in by_game],
+                [currency for _, currency in by_game],
+                Lottery.Kind.POOL,
+                Lottery.State.OPEN,
+            ],
+        )
     }
     members: dict[int, set[int]] = defaultdict(set)
     for lottery_id, player_id in Ballot.objects.filter(
@@ -164,30 +169,37 @@ def _plan(stakes: list[PoolStake]) -> list[_Plan]:
 def _write(plans: list[_Plan], *, now: datetime) -> None:
     existing = [plan for plan in plans if plan.existing is not None]
     opened = [plan for plan in plans if plan.existing is None]
-    # Existing pools that fill are closed before any new pool of their game is stored open.
-    closing = [plan.existing.pk for plan in existing if plan.fills and plan.existing is not None]
-    if closing:
-        Lottery.objects.filter(pk__in=closing, state=Lottery.State.OPEN).update(
-            state=Lottery.State.CLOSED, updated_at=now
-        )
     with connection.cursor() as cursor:
+        # Existing pools that fill are closed before any new pool of their game is stored open.
         cursor.execute(
-            "UPDATE lotteries_lottery l SET pot = l.pot + v.added"
-            " FROM unnest(%s::bigint[], %s::numeric[]) AS v(id, added) WHERE l.id = v.id",
-            [[p.existing.pk for p in existing if p.existing], [p.pot_added for p in existing]],
+            "UPDATE lotteries_lottery l SET pot = l.pot + v.added,"
+            " state = CASE WHEN v.fills THEN %s ELSE l.state END, updated_at = %s"
+            " FROM unnest(%s::bigint[], %s::numeric[], %s::boolean[]) AS v(id, added, fills) WHERE l.id = v.id",
+            [
+                Lottery.State.CLOSED,
+                now,
+                [plan.existing.pk for plan in existing if plan.existing],
+                [plan.pot_added for plan in existing],
+                [plan.fills for plan in existing],
+            ],
         )
     for plan in existing:
         plan.lottery = plan.existing
 
+    # New pools, their seeds and their history by COPY (the ORM's per-object
+    # cost dominated here), ids reserved first so that the rows can name them.
     seeds = [algorithm.new_seed() for _ in opened]
-    created = Lottery.objects.bulk_create(
-        Lottery(
+    day = lottery_today(now=now)
+    closes_at = now + timedelta(seconds=settings.POOL_MAX_WAIT_SECONDS)
+    for plan, lottery_id, seed in zip(opened, next_ids("lotteries_lottery", len(opened)), seeds, strict=True):
+        plan.lottery = Lottery(
+            id=lottery_id,
             kind=Lottery.Kind.POOL,
             state=Lottery.State.CLOSED if plan.fills else Lottery.State.OPEN,
             title=f"Pool {plan.game_id} {plan.currency}",
-            day=lottery_today(now=now),
+            day=day,
             opens_at=now,
-            closes_at=now + timedelta(seconds=settings.POOL_MAX_WAIT_SECONDS),
+            closes_at=closes_at,
             prize="",
             winners_count=1,
             seed_commitment=algorithm.commitment(seed),
@@ -196,32 +208,40 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
             pool_size=plan.pool_size,
             payout_ratio=plan.payout_ratio,
             pot=plan.pot_added,
+            created_at=now,
+            updated_at=now,
         )
-        for plan, seed in zip(opened, seeds, strict=True)
+    copy_objects([plan.lottery for plan in opened if plan.lottery])
+    copy_rows(
+        "draws_lotteryseed",
+        ["lottery_id", "seed", "created_at"],
+        ((plan.lottery.pk, seed, now) for plan, seed in zip(opened, seeds, strict=True) if plan.lottery),
     )
-    for plan, lottery in zip(opened, created, strict=True):
-        plan.lottery = lottery
-    LotterySeed.objects.bulk_create(
-        LotterySeed(lottery=lottery, seed=seed) for lottery, seed in zip(created, seeds, strict=True)
-    )
+    source = TransitionSource.POOL_FILL
+    history = [(plan.lottery.pk, "", Lottery.State.OPEN, "") for plan in opened if plan.lottery]
+    history += [(plan.lottery.pk, Lottery.State.OPEN, Lottery.State.CLOSED, "pool full") for plan in plans
+                if plan.fills and plan.lottery]  # fmt: skip
+    copy_rows(
+        "lotteries_lotterytransition",
+        ["lottery_id", "from_state", "to_state", "source", "actor_id", "forced", "note", "created_at"],
+        ((lottery_id, from_state, to_state, source, None, False, note, now)
+         for lottery_id, from_state, to_state, note in history),
+    )  # fmt: skip
 
-    # Ballots and stakes by COPY (the ORM's per-object cost dominated here),
-    # ballot ids reserved first so that stakes and events can name them.
-    # Pool ballots carry no phone or account snapshot: fraud rules guard the
-    # public API; a stake's player is vouched for by the game service.
+    # Ballots and stakes, ballot ids reserved first so that stakes and events
+    # can name them. Pool ballots carry no phone or account snapshot: fraud
+    # rules guard the public API; a stake's player is vouched for by the game service.
     entering = [(plan.lottery.pk, stake) for plan in plans if plan.lottery for stake in plan.newcomers]
-    ballot_ids = next_ids("entries_ballot", len(entering))
-    ballot_of = {
-        (lottery_id, stake.player_id): Ballot(
-            id=ballot_id, lottery_id=lottery_id, player_id=stake.player_id, status=Ballot.Status.VALID, created_at=now
-        )
-        for ballot_id, (lottery_id, stake) in zip(ballot_ids, entering, strict=True)
+    ballot_ids = {
+        (lottery_id, stake.player_id): ballot_id
+        for ballot_id, (lottery_id, stake) in zip(next_ids("entries_ballot", len(entering)), entering, strict=True)
     }
     copy_rows(
         "entries_ballot",
         ["id", "lottery_id", "player_id", "status", "slot", "phone_number", "external_account_id",
          "rejection_reason", "idempotency_key", "created_at"],
-        ((b.id, b.lottery_id, b.player_id, Ballot.Status.VALID, 1, "", "", "", None, now) for b in ballot_of.values()),
+        ((ballot_id, lottery_id, player_id, Ballot.Status.VALID, 1, "", "", "", None, now)
+         for (lottery_id, player_id), ballot_id in ballot_ids.items()),
     )  # fmt: skip
     first_stake = {stake.stake_id for _, stake in entering}
     copy_rows(
@@ -230,7 +250,7 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
          "created_at"],
         (
             (stake.stake_id, stake.player_id, plan.lottery.pk,
-             ballot_of[(plan.lottery.pk, stake.player_id)].id if stake.stake_id in first_stake else None,
+             ballot_ids[(plan.lottery.pk, stake.player_id)] if stake.stake_id in first_stake else None,
              stake.game_id, stake.amount, stake.currency, stake.occurred_at, now)
             for plan in plans
             if plan.lottery
@@ -238,31 +258,24 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
         ),
     )  # fmt: skip
 
-    transitions: list[LotteryTransition] = []
     events: list[DomainEvent] = []
-    source = TransitionSource.POOL_FILL
     for plan in plans:
         pool = plan.lottery
         assert pool is not None
         if plan.existing is None:
-            transitions.append(LotteryTransition(lottery=pool, to_state=Lottery.State.OPEN, source=source))
             events.append(lottery_events.lottery_opened(pool))
         events += [
-            entry_created(ballot_of[(pool.pk, stake.player_id)], player_external_id=stake.player_external_id)
+            entry_created(
+                lottery_id=pool.pk,
+                ballot_id=ballot_ids[(pool.pk, stake.player_id)],
+                player_id=stake.player_id,
+                player_external_id=stake.player_external_id,
+                created_at=now,
+            )
             for stake in plan.newcomers
         ]
         if plan.fills:
-            transitions.append(
-                LotteryTransition(
-                    lottery=pool,
-                    from_state=Lottery.State.OPEN,
-                    to_state=Lottery.State.CLOSED,
-                    source=source,
-                    note="pool full",
-                )
-            )
             events.append(lottery_events.lottery_closed(pool, source=source, forced=False))
-    LotteryTransition.objects.bulk_create(transitions)
     publish(*events)
 
 

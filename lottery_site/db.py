@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
+from django.db.models import Model
 
 
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -18,6 +19,26 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]])
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def copy_objects(objects: Sequence[Model]) -> None:
+    """Insert unsaved instances of one model with COPY, as ``save()`` would store them.
+
+    Their primary keys must be set (``next_ids``); defaults come from the
+    instances, ``auto_now`` and ``auto_now_add`` are applied, and each value
+    is prepared by its field, as for an ORM insert.
+    """
+    if not objects:
+        return
+    meta = type(objects[0])._meta
+    fields = meta.concrete_fields
+    if any(obj.pk is None for obj in objects):
+        raise ValueError(f"copy_objects needs the primary keys of {meta.label} set (see next_ids)")
+    copy_rows(
+        meta.db_table,
+        [field.column for field in fields],
+        ([field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objects),
+    )
 
 
 def next_ids(table: str, count: int) -> list[int]:
