@@ -19,6 +19,8 @@ FIELDS = ("stakeId", "playerId", "gameId", "amount", "currency", "occurredAt")
 MAX_ID_LENGTH = 100
 # A stake beyond this is not a bet but a mistake; it also keeps pots within their column.
 MAX_AMOUNT = Decimal("1e9")
+# Built once: json.loads(parse_float=...) would build a decoder per message.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 class StakeRefused(Exception):
@@ -57,7 +59,8 @@ def _parse(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessag
     if message_type is not None and message_type != MESSAGE_TYPE.encode():
         raise StakeRefused("unexpected_message_type", f"messageType {message_type!r} is not {MESSAGE_TYPE!r}")
     try:
-        body = json.loads(value or b"", parse_float=Decimal)
+        raw = value or b""
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise StakeRefused("invalid_json", f"the value is not JSON: {error}") from None
     if not isinstance(body, dict):

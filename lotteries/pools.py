@@ -30,7 +30,7 @@ from lotteries import events as lottery_events
 from lotteries.models import Lottery, PoolGame, TransitionSource
 from lotteries.selectors import stakes_for_refund
 from lotteries.services import lottery_today, lottery_transition
-from lottery_site.db import copy_objects, copy_rows, next_ids
+from lottery_site.db import copy_rows, next_ids
 from outbox.events import DomainEvent
 from outbox.services import publish
 
@@ -211,7 +211,14 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
             created_at=now,
             updated_at=now,
         )
-    copy_objects([plan.lottery for plan in opened if plan.lottery])
+    copy_rows(
+        "lotteries_lottery",
+        ["id", "kind", "state", "title", "day", "opens_at", "closes_at", "prize", "winners_count",
+         "seed_commitment", "game_id", "currency", "pool_size", "pot", "payout_ratio", "created_at", "updated_at"],
+        ((p.id, p.kind, p.state, p.title, p.day, p.opens_at, p.closes_at, p.prize, p.winners_count,
+          p.seed_commitment, p.game_id, p.currency, p.pool_size, p.pot, p.payout_ratio, p.created_at, p.updated_at)
+         for p in (plan.lottery for plan in opened) if p),
+    )  # fmt: skip
     copy_rows(
         "draws_lotteryseed",
         ["lottery_id", "seed", "created_at"],

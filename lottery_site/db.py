@@ -10,35 +10,42 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+
+# (database, table, columns) -> the columns' type oids, read once per process.
+_column_types: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
 
 
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows into ``table`` with COPY, in order. ``table`` and ``columns`` are code, never input."""
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    """Insert rows into ``table`` with COPY, in order. ``table`` and ``columns`` are code, never input.
+
+    The binary format: each value is converted by its column's type, in C,
+    about three times faster than the text format. Values are Python
+    objects of the column's type (a ``Decimal`` for numeric, a ``UUID`` for
+    uuid, a dict or list for json: a ``str`` there would be stored as a JSON string).
+    """
+    types = _types_of(table, tuple(columns))
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
 
-def copy_objects(objects: Sequence[Model]) -> None:
-    """Insert unsaved instances of one model with COPY, as ``save()`` would store them.
-
-    Their primary keys must be set (``next_ids``); defaults come from the
-    instances, ``auto_now`` and ``auto_now_add`` are applied, and each value
-    is prepared by its field, as for an ORM insert.
-    """
-    if not objects:
-        return
-    meta = type(objects[0])._meta
-    fields = meta.concrete_fields
-    if any(obj.pk is None for obj in objects):
-        raise ValueError(f"copy_objects needs the primary keys of {meta.label} set (see next_ids)")
-    copy_rows(
-        meta.db_table,
-        [field.column for field in fields],
-        ([field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objects),
-    )
+def _types_of(table: str, columns: tuple[str, ...]) -> list[int]:
+    key = (connection.settings_dict["NAME"], table, columns)
+    if key not in _column_types:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped",
+                [table, list(columns)],
+            )
+            found = dict(cursor.fetchall())
+        missing = [column for column in columns if column not in found]
+        if missing:
+            raise ValueError(f"{table} has no column {', '.join(missing)}")
+        _column_types[key] = [found[column] for column in columns]
+    return _column_types[key]
 
 
 def next_ids(table: str, count: int) -> list[int]:

@@ -4,7 +4,6 @@ One place for the names: services build events with ``DomainEvent`` and hand
 them to ``outbox.services.publish``; the relay reads the routing from here.
 """
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 ENVELOPE_VERSION = 1
+# One encoder for every event: json.dumps(cls=...) would build one per call.
+_ENCODER = DjangoJSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -76,4 +77,4 @@ class DomainEvent:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.envelope(), cls=DjangoJSONEncoder, separators=(",", ":"))
+        return _ENCODER.encode(self.envelope())

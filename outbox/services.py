@@ -6,7 +6,6 @@ and after the commit the relay is kicked (coalesced: at most one relay run
 waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 """
 
-import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate
+from psycopg.types.json import Jsonb
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -55,7 +55,7 @@ def publish(*events: DomainEvent) -> int:
         return 0
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # W3C traceparent of the active trace, if any
-    headers = json.dumps(carrier)
+    headers = Jsonb(carrier)
     rows = [
         (event.id, event.type, event.route.topic, event.route.message_type, event.aggregate_id, event.to_json(),
          headers, OutboxEvent.State.PENDING, 0, "", event.occurred_at)
