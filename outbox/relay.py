@@ -19,9 +19,10 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 # Rows behind a parked (failed) row of their key are not claimed: they must
 # wait, and claiming them would fill every batch while other keys starve.
 _CLAIM_SQL = """
-SELECT id, event_id, event_type, topic, key, value, message_type, headers
+SELECT id, event_id::text, event_type, topic, key, value, message_type, headers
 FROM outbox_outboxevent e
 WHERE state = 'pending'
   AND NOT EXISTS (
@@ -91,7 +92,7 @@ class BatchResult:
 @dataclass
 class _Row:
     id: int
-    event_id: Any
+    event_id: str  # as text: the header's form, with no UUID object in between
     event_type: str
     topic: str
     key: str
@@ -100,14 +101,18 @@ class _Row:
     headers: dict[str, str] | str  # jsonb arrives as text from a raw cursor
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
-        extra = json.loads(self.headers) if isinstance(self.headers, str) else self.headers
-        headers = [
+        return [
             ("messageType", self.message_type.encode()),
-            ("event-id", str(self.event_id).encode()),
+            ("event-id", self.event_id.encode()),
             ("content-type", b"application/json"),
+            *_extra_headers(self.headers if isinstance(self.headers, str) else json.dumps(self.headers)),
         ]
-        headers.extend((name, value.encode()) for name, value in extra.items())
-        return headers
+
+
+@lru_cache(maxsize=1024)
+def _extra_headers(stored: str) -> tuple[tuple[str, bytes], ...]:
+    """The headers captured at publish time (traceparent), parsed once per distinct value."""
+    return tuple((name, value.encode()) for name, value in json.loads(stored).items())
 
 
 def relay_batch(*, batch_size: int | None = None) -> BatchResult:
@@ -137,8 +142,8 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
         with connection.cursor() as cursor:
             if published:
                 cursor.execute(_MARK_PUBLISHED_SQL, [timezone.now(), published])
-                for row in sent:
-                    metrics.published_total.labels(row.event_type).inc()
+                for event_type, count in Counter(row.event_type for row in sent).items():
+                    metrics.published_total.labels(event_type).inc(count)
             for row_id, error in failures.items():
                 metrics.failed_attempts_total.labels(by_id[row_id].event_type).inc()
                 cursor.execute(
