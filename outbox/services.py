@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -63,8 +64,9 @@ def publish(*events: DomainEvent) -> int:
     ]  # fmt: skip
     if len(rows) <= COPY_THRESHOLD:
         placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        values: list[Any] = [value for row in rows for value in row]
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT_SQL + placeholders, [value for row in rows for value in row])
+            cursor.execute(_INSERT_SQL + placeholders, values)
     else:
         copy_rows("outbox_outboxevent", _COLUMNS, rows)
     transaction.on_commit(kick_relay, robust=True)
