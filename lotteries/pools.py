@@ -169,20 +169,21 @@ def _plan(stakes: list[PoolStake]) -> list[_Plan]:
 def _write(plans: list[_Plan], *, now: datetime) -> None:
     existing = [plan for plan in plans if plan.existing is not None]
     opened = [plan for plan in plans if plan.existing is None]
-    with connection.cursor() as cursor:
+    if existing:
         # Existing pools that fill are closed before any new pool of their game is stored open.
-        cursor.execute(
-            "UPDATE lotteries_lottery l SET pot = l.pot + v.added,"
-            " state = CASE WHEN v.fills THEN %s ELSE l.state END, updated_at = %s"
-            " FROM unnest(%s::bigint[], %s::numeric[], %s::boolean[]) AS v(id, added, fills) WHERE l.id = v.id",
-            [
-                Lottery.State.CLOSED,
-                now,
-                [plan.existing.pk for plan in existing if plan.existing],
-                [plan.pot_added for plan in existing],
-                [plan.fills for plan in existing],
-            ],
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE lotteries_lottery l SET pot = l.pot + v.added,"
+                " state = CASE WHEN v.fills THEN %s ELSE l.state END, updated_at = %s"
+                " FROM unnest(%s::bigint[], %s::numeric[], %s::boolean[]) AS v(id, added, fills) WHERE l.id = v.id",
+                [
+                    Lottery.State.CLOSED,
+                    now,
+                    [plan.existing.pk for plan in existing if plan.existing],
+                    [plan.pot_added for plan in existing],
+                    [plan.fills for plan in existing],
+                ],
+            )
     for plan in existing:
         plan.lottery = plan.existing
 
@@ -211,29 +212,31 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
             created_at=now,
             updated_at=now,
         )
-    copy_rows(
-        "lotteries_lottery",
-        ["id", "kind", "state", "title", "day", "opens_at", "closes_at", "prize", "winners_count",
-         "seed_commitment", "game_id", "currency", "pool_size", "pot", "payout_ratio", "created_at", "updated_at"],
-        ((p.id, p.kind, p.state, p.title, p.day, p.opens_at, p.closes_at, p.prize, p.winners_count,
-          p.seed_commitment, p.game_id, p.currency, p.pool_size, p.pot, p.payout_ratio, p.created_at, p.updated_at)
-         for p in (plan.lottery for plan in opened) if p),
-    )  # fmt: skip
-    copy_rows(
-        "draws_lotteryseed",
-        ["lottery_id", "seed", "created_at"],
-        ((plan.lottery.pk, seed, now) for plan, seed in zip(opened, seeds, strict=True) if plan.lottery),
-    )
+    if opened:
+        copy_rows(
+            "lotteries_lottery",
+            ["id", "kind", "state", "title", "day", "opens_at", "closes_at", "prize", "winners_count",
+             "seed_commitment", "game_id", "currency", "pool_size", "pot", "payout_ratio", "created_at", "updated_at"],
+            ((p.id, p.kind, p.state, p.title, p.day, p.opens_at, p.closes_at, p.prize, p.winners_count,
+              p.seed_commitment, p.game_id, p.currency, p.pool_size, p.pot, p.payout_ratio, p.created_at, p.updated_at)
+             for p in (plan.lottery for plan in opened) if p),
+        )  # fmt: skip
+        copy_rows(
+            "draws_lotteryseed",
+            ["lottery_id", "seed", "created_at"],
+            ((plan.lottery.pk, seed, now) for plan, seed in zip(opened, seeds, strict=True) if plan.lottery),
+        )
     source = TransitionSource.POOL_FILL
     history = [(plan.lottery.pk, "", Lottery.State.OPEN, "") for plan in opened if plan.lottery]
     history += [(plan.lottery.pk, Lottery.State.OPEN, Lottery.State.CLOSED, "pool full") for plan in plans
                 if plan.fills and plan.lottery]  # fmt: skip
-    copy_rows(
-        "lotteries_lotterytransition",
-        ["lottery_id", "from_state", "to_state", "source", "actor_id", "forced", "note", "created_at"],
-        ((lottery_id, from_state, to_state, source, None, False, note, now)
-         for lottery_id, from_state, to_state, note in history),
-    )  # fmt: skip
+    if history:
+        copy_rows(
+            "lotteries_lotterytransition",
+            ["lottery_id", "from_state", "to_state", "source", "actor_id", "forced", "note", "created_at"],
+            ((lottery_id, from_state, to_state, source, None, False, note, now)
+             for lottery_id, from_state, to_state, note in history),
+        )  # fmt: skip
 
     # Ballots and stakes, ballot ids reserved first so that stakes and events
     # can name them. Pool ballots carry no phone or account snapshot: fraud

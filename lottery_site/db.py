@@ -25,7 +25,10 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]])
     """
     types = _types_of(table, tuple(columns))
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+    # Django wraps execute() but not copy(): without this, a unique violation
+    # would escape as psycopg's error, not IntegrityError (a DatabaseError the
+    # callers retry), and Django would not notice a broken connection.
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(statement) as copy:
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)

@@ -1,6 +1,7 @@
 """Pools without the Kafka loop: expiry, replay of a dead letter, per-game terms, admin."""
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -127,3 +128,79 @@ def test_a_full_pool_whose_draw_task_was_lost_is_drawn_by_the_close_sweep(make_p
 
     assert filled[0] in swept
     assert Lottery.objects.get(pk=filled[0]).state == "drawn"
+
+
+def test_a_pool_that_fills_closes_and_the_next_stake_opens_a_new_one_in_the_same_batch(make_player):
+    from django.db import transaction
+
+    players = [make_player() for _ in range(5)]
+    now = timezone.now()
+
+    def stake(n: int, player: Player, amount: str) -> PoolStake:
+        return PoolStake(f"fill-{n}", player.pk, player.username, "fill-game", Decimal(amount), "EUR", now)
+
+    with transaction.atomic():
+        pools_enter(stakes=[stake(1, players[0], "1.00"), stake(2, players[1], "2.00")], now=now)
+    first = Lottery.objects.get(game_id="fill-game")
+    assert (first.state, first.pot) == ("open", Decimal("3.00"))
+
+    # One batch: a second stake of a player already in (pot only), the third
+    # player (the pool fills), then two players who open and join the next pool.
+    with transaction.atomic():
+        filled = pools_enter(
+            stakes=[
+                stake(3, players[0], "0.50"),
+                stake(4, players[2], "4.00"),
+                stake(5, players[3], "8.00"),
+                stake(6, players[4], "16.00"),
+            ],
+            now=now,
+        )
+
+    first.refresh_from_db()
+    second = Lottery.objects.exclude(pk=first.pk).get(game_id="fill-game")
+    assert filled == [first.pk]
+    assert (first.state, first.pot, first.ballots.count(), first.stakes.count()) == ("closed", Decimal("7.50"), 3, 4)
+    assert list(first.transitions.order_by("id").values_list("from_state", "to_state", "source", "note")) == [
+        ("", "open", "pool_fill", ""),
+        ("open", "closed", "pool_fill", "pool full"),
+    ]
+    assert (second.state, second.pot, second.ballots.count()) == ("open", Decimal("24.00"), 2)
+    assert list(second.transitions.values_list("to_state", flat=True)) == ["open"]
+    assert Stake.objects.get(stake_id="fill-3").ballot_id is None  # the player's second stake: pot only
+    events = list(OutboxEvent.objects.filter(key=str(first.pk)).order_by("id").values_list("event_type", flat=True))
+    assert events == ["LotteryOpened", *["LotteryEntryCreated"] * 3, "LotteryClosed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_transactions_opening_a_pool_for_the_same_new_game_one_retries_and_joins_it(make_player):
+    """Consumers of different partitions can race to open a game's first pool: one wins, the other retries."""
+    import threading
+
+    from django.db import IntegrityError, connection, transaction
+
+    first, second = make_player(), make_player()
+    now = timezone.now()
+    first_inserted = threading.Event()
+
+    def open_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                pools_enter(stakes=[PoolStake("race-1", first.pk, "a", "race-game", Decimal("1.00"), "EUR", now)])
+                first_inserted.set()
+                time.sleep(0.5)  # the other transaction now waits on the one-open-pool index
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=open_and_hold)
+    holder.start()
+    assert first_inserted.wait(10)
+    late = PoolStake("race-2", second.pk, "b", "race-game", Decimal("2.00"), "EUR", now)
+    with pytest.raises(IntegrityError), transaction.atomic():  # Django's error: the consumer's retry catches it
+        pools_enter(stakes=[late])
+    holder.join(10)
+
+    with transaction.atomic():  # the retry, as the consumer does after its backoff
+        pools_enter(stakes=[late])
+    pool = Lottery.objects.get(game_id="race-game")
+    assert (pool.state, pool.pot, pool.ballots.count()) == ("open", Decimal("3.00"), 2)

@@ -158,22 +158,33 @@ def test_a_drained_relay_run_lets_the_next_commit_queue_a_new_run(kafka_broker):
     assert redis.llen(queue) == 1
 
 
-@pytest.mark.django_db
-def test_the_active_trace_travels_in_the_traceparent_header():
+@pytest.mark.django_db(transaction=True)
+def test_the_active_trace_travels_in_the_traceparent_header_to_kafka(kafka_broker):
     provider = TracerProvider()
     tracer = provider.get_tracer("tests")
 
-    with tracer.start_as_current_span("request") as span, transaction.atomic():
-        publish(closed_event("traced"))
+    with tracer.start_as_current_span("request") as span:
+        with transaction.atomic():
+            publish(closed_event("traced"))  # one event: one INSERT
+        with transaction.atomic():
+            publish(*(closed_event(f"traced-batch-{i}") for i in range(25)))  # a batch: COPY
     with transaction.atomic():
         publish(closed_event("untraced"))
 
     context = span.get_span_context()
-    traced = OutboxEvent.objects.get(key="traced")
     expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-    assert traced.headers == {"traceparent": expected}
+    traced = OutboxEvent.objects.filter(key__startswith="traced")
+    assert traced.count() == 26
+    assert {json.dumps(event.headers) for event in traced} == {json.dumps({"traceparent": expected})}
     assert OutboxEvent.objects.get(key="untraced").headers == {}
     assert not trace.get_current_span().get_span_context().is_valid
+
+    drain(budget_seconds=10)
+    keys = {"traced", "traced-batch-24", "untraced"}
+    messages = {m.key: m for m in read_messages(kafka_broker.bootstrap, [LIFECYCLE_TOPIC], keys=keys, expect=3)}
+    assert messages["traced"].headers["traceparent"] == expected
+    assert messages["traced-batch-24"].headers["traceparent"] == expected
+    assert "traceparent" not in messages["untraced"].headers
 
 
 def test_a_forked_process_builds_its_own_producer(kafka_broker):
