@@ -203,7 +203,7 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
 
 
 class EventSource:
-    """LotteryEntryCreated events as entries.events.entry_created builds them, the ballots spread over the keys."""
+    """LotteryEntryCreated events, built by entries.events.entry_created, the ballots spread over the keys."""
 
     def __init__(self, keys: int) -> None:
         self.keys = keys
@@ -213,26 +213,18 @@ class EventSource:
     def next(self) -> Any:
         from django.utils import timezone
 
-        from outbox import events
+        from entries.events import entry_created
 
         with self.lock:
             ballot_id = self.next_ballot
             self.next_ballot += 1
-        lottery_id = FIRST_LOTTERY_ID + ballot_id % self.keys
         player_id = 8_000_000 + (ballot_id * 7919) % 1_000_000
-        now = timezone.now()
-        return events.DomainEvent(
-            type=events.LOTTERY_ENTRY_CREATED,
-            aggregate_type="lottery",
-            aggregate_id=str(lottery_id),
-            data={
-                "lottery_id": lottery_id,
-                "ballot_id": ballot_id,
-                "player_id": player_id,
-                "player_external_id": f"acct-{player_id:012x}",
-                "created_at": now.isoformat(),
-            },
-            occurred_at=now,
+        return entry_created(
+            lottery_id=FIRST_LOTTERY_ID + ballot_id % self.keys,
+            ballot_id=ballot_id,
+            player_id=player_id,
+            player_external_id=f"acct-{player_id:012x}",
+            created_at=timezone.now(),
         )
 
 

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
 
 
 class EventSource:
-    """LotteryEntryCreated events as entries.events.entry_created builds them: ballots spread over the keys."""
+    """LotteryEntryCreated events, built by entries.events.entry_created: ballots spread over the keys."""
 
     def __init__(self, keys: int) -> None:
         self.keys = keys
@@ -199,27 +199,19 @@ class EventSource:
     def take(self, count: int) -> Iterator[Any]:
         from django.utils import timezone
 
-        from outbox import events
+        from entries.events import entry_created
 
         now = timezone.now()
         for _ in range(count):
             ballot_id = self.next_ballot
             self.next_ballot += 1
-            lottery_id = FIRST_LOTTERY_ID + ballot_id % self.keys
             player_id = 7_000_000 + (ballot_id * 7919) % 1_000_000
-            created_at = now + timedelta(microseconds=ballot_id % 1_000_000)
-            yield events.DomainEvent(
-                type=events.LOTTERY_ENTRY_CREATED,
-                aggregate_type="lottery",
-                aggregate_id=str(lottery_id),
-                data={
-                    "lottery_id": lottery_id,
-                    "ballot_id": ballot_id,
-                    "player_id": player_id,
-                    "player_external_id": f"acct-{uuid.UUID(int=player_id).hex[-12:]}",
-                    "created_at": created_at.isoformat(),
-                },
-                occurred_at=created_at,
+            yield entry_created(
+                lottery_id=FIRST_LOTTERY_ID + ballot_id % self.keys,
+                ballot_id=ballot_id,
+                player_id=player_id,
+                player_external_id=f"acct-{uuid.UUID(int=player_id).hex[-12:]}",
+                created_at=now + timedelta(microseconds=ballot_id % 1_000_000),
             )
 
 
