@@ -192,6 +192,7 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
     seeds = [algorithm.new_seed() for _ in opened]
     day = lottery_today(now=now)
     closes_at = now + timedelta(seconds=settings.POOL_MAX_WAIT_SECONDS)
+    new_pools: list[Lottery] = []
     for plan, lottery_id, seed in zip(opened, next_ids("lotteries_lottery", len(opened)), seeds, strict=True):
         plan.lottery = Lottery(
             id=lottery_id,
@@ -212,22 +213,23 @@ def _write(plans: list[_Plan], *, now: datetime) -> None:
             created_at=now,
             updated_at=now,
         )
-    if opened:
+        new_pools.append(plan.lottery)
+    if new_pools:
         copy_rows(
             "lotteries_lottery",
             ["id", "kind", "state", "title", "day", "opens_at", "closes_at", "prize", "winners_count",
              "seed_commitment", "game_id", "currency", "pool_size", "pot", "payout_ratio", "created_at", "updated_at"],
             ((p.id, p.kind, p.state, p.title, p.day, p.opens_at, p.closes_at, p.prize, p.winners_count,
               p.seed_commitment, p.game_id, p.currency, p.pool_size, p.pot, p.payout_ratio, p.created_at, p.updated_at)
-             for p in (plan.lottery for plan in opened) if p),
+             for p in new_pools),
         )  # fmt: skip
         copy_rows(
             "draws_lotteryseed",
             ["lottery_id", "seed", "created_at"],
-            ((plan.lottery.pk, seed, now) for plan, seed in zip(opened, seeds, strict=True) if plan.lottery),
+            ((pool.pk, seed, now) for pool, seed in zip(new_pools, seeds, strict=True)),
         )
     source = TransitionSource.POOL_FILL
-    history = [(plan.lottery.pk, "", Lottery.State.OPEN, "") for plan in opened if plan.lottery]
+    history = [(pool.pk, "", Lottery.State.OPEN, "") for pool in new_pools]
     history += [(plan.lottery.pk, Lottery.State.OPEN, Lottery.State.CLOSED, "pool full") for plan in plans
                 if plan.fills and plan.lottery]  # fmt: skip
     if history:

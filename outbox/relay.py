@@ -98,14 +98,14 @@ class _Row:
     key: str
     value: str
     message_type: str
-    headers: dict[str, str] | str  # jsonb arrives as text from a raw cursor
+    headers: str  # jsonb arrives as text: Django's psycopg adapters load it so
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         return [
             ("messageType", self.message_type.encode()),
             ("event-id", self.event_id.encode()),
             ("content-type", b"application/json"),
-            *_extra_headers(self.headers if isinstance(self.headers, str) else json.dumps(self.headers)),
+            *_extra_headers(self.headers),
         ]
 
 
