@@ -31,7 +31,8 @@ from entries.errors import (
 from entries.events import entry_created
 from entries.models import Ballot, Player, PlayerBanEvent
 from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
-from lotteries.errors import LotteryClosed, LotteryNotFound
+from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
+from lotteries.models import Lottery
 from outbox import kafka
 from outbox.services import publish
 
@@ -39,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 # The statement behind ballot_submit. ``target`` takes a share lock on the
 # lottery row (close takes it exclusively, so no ballot commits after the
-# draw sealed its list) and on the player row (a ban updates it, so a ballot
+# draw sealed its list), checks its kind (a pool is entered only by a stake,
+# through the stake consumer, never by a ballot of its own) and on the player row (a ban updates it, so a ballot
 # either commits before the ban, and is voided by it, or sees the ban). The
 # insert happens only when every rule checked here holds and the player's
 # Idempotency-Key (if any) is new; the constraints on entries_ballot check the
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 # service retries with a fresh snapshot.
 _SUBMIT_SQL = """
 WITH target AS (
-    SELECT l.state, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
+    SELECT l.kind, l.state, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
     FROM lotteries_lottery l CROSS JOIN entries_player p
     WHERE l.id = %(lottery_id)s AND p.id = %(player_id)s
     FOR SHARE OF l, p
@@ -69,12 +71,12 @@ WITH target AS (
            t.phone_number, t.external_account_id, %(rejection_reason)s::varchar, NULL,
            %(idempotency_key)s::varchar, %(now)s
     FROM target t CROSS JOIN next_slot n
-    WHERE t.state = 'open' AND t.closes_at > %(now)s AND NOT t.is_banned
+    WHERE t.kind <> %(stake_only_kind)s AND t.state = 'open' AND t.closes_at > %(now)s AND NOT t.is_banned
       AND (%(status)s::varchar <> 'valid' OR n.slot <= %(limit)s)
       AND NOT EXISTS (SELECT 1 FROM previous)
     RETURNING id, slot, created_at
 )
-SELECT t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at, EXISTS (SELECT 1 FROM previous)
+SELECT t.kind, t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at, EXISTS (SELECT 1 FROM previous)
 FROM target t LEFT JOIN inserted i ON TRUE
 """
 
@@ -102,7 +104,8 @@ def ballot_submit(
 ) -> SubmittedBallot:
     """Enter ``player`` into a lottery, or raise the rule it breaks.
 
-    Raises ``LotteryNotFound``, ``LotteryClosed`` (not open, or at or after
+    Raises ``LotteryNotFound``, ``StakeRequired`` (a pool: only a stake
+    enters one), ``LotteryClosed`` (not open, or at or after
     ``closes_at``), ``PlayerBanned``, ``BallotLimitReached``,
     ``IdempotencyKeyReused`` and, after storing a ``rejected`` ballot,
     ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
@@ -118,6 +121,7 @@ def ballot_submit(
         "idempotency_key": idempotency_key,
         "now": now,
         "limit": settings.MAX_BALLOTS_PER_PLAYER,
+        "stake_only_kind": Lottery.Kind.POOL,
     }
     # Each pass learns one thing from a violated constraint or a deadlock; a
     # pass can only move from "valid" to "rejected", or retry a stale slot or
@@ -188,7 +192,9 @@ def _outcome(
 ) -> Ballot:
     if row is None:
         raise LotteryNotFound(details={"lottery_id": lottery_id})
-    state, closes_at, is_banned, ballot_id, slot, created_at, _replayed = row
+    kind, state, closes_at, is_banned, ballot_id, slot, created_at, _replayed = row
+    if kind == Lottery.Kind.POOL:
+        raise StakeRequired(details={"lottery_id": lottery_id})
     if is_banned:
         logger.info("ballot refused: player banned", extra={"lottery_id": lottery_id, "player_id": player.pk})
         raise PlayerBanned()

@@ -11,6 +11,11 @@ class LotteryClosed(Conflict):
     default_message = "This lottery no longer accepts ballots."
 
 
+class StakeRequired(Conflict):
+    code = "stake_required"
+    default_message = "A pool is entered only by staking in its game; it takes no ballots."
+
+
 class LotteryNotDue(Conflict):
     code = "lottery_not_due"
     default_message = "The lottery's entrance window has not ended; only staff can force an early close."
