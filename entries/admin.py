@@ -5,10 +5,15 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 from django.db.models import Model
 from django.http import HttpRequest
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
-from entries.models import Ballot, Player, PlayerBanEvent, Stake
+from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent, Stake
 from entries.services import player_ban, player_unban
-from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, reason_action
+from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, reason_action, staff_may
+
+# Fields that make or unmake staff: only a superuser may change them.
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
 
 class PlayerCreationForm(UserCreationForm[Player]):
@@ -78,9 +83,46 @@ class PlayerAdmin(UserAdmin[Player]):
             description="Ban selected players",
             apply=_ban,
             done="{count} player(s) banned; their ballots in lotteries not yet drawn are void.",
+            permission="ban_player",
         ),
-        reason_action(description="Unban selected players", apply=_unban, done="{count} player(s) unbanned."),
+        reason_action(
+            description="Unban selected players",
+            apply=_unban,
+            done="{count} player(s) unbanned.",
+            permission="unban_player",
+        ),
     ]
+
+    def has_ban_player_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, BAN_PLAYER)
+
+    def has_unban_player_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, UNBAN_PLAYER)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += PRIVILEGE_FIELDS
+        return fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Another staff member's account (its password too) is a superuser's to change."""
+        return super().has_change_permission(request, obj) and self._may_manage(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and self._may_manage(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Bulk delete would not ask about each account (staff among them): accounts are deactivated, not deleted.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @staticmethod
+    def _may_manage(request: HttpRequest, obj: Any) -> bool:
+        if obj is None or request.user.is_superuser or obj.pk == request.user.pk:
+            return True
+        return not (obj.is_staff or obj.is_superuser)
 
 
 @admin.register(Ballot)
@@ -105,3 +147,26 @@ class StakeAdmin(ReadOnlyAdmin):
     @admin.display(boolean=True, description="entered the draw")
     def entered(self, stake: Stake) -> bool:
         return stake.ballot_id is not None
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class SuperuserTokenAdmin(TokenAdmin):
+    """API tokens are credentials: only superusers see them, whatever permissions other staff hold."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)

@@ -15,10 +15,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
-from entries.models import Ballot, Player
+from entries.models import PRODUCE_STAKE, Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
-from lottery_site.permissions import StaffOrInternalTokenApi
+from lottery_site.permissions import StaffOrInternalTokenApi, acting_staff
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -92,9 +92,13 @@ class PingApi(APIView):
 class StakeProduceApi(StaffOrInternalTokenApi):
     """Test door: produce a player.stakeCreated to player.v1.staked, as the game service does.
 
-    Staff, or the X-Internal-Token header. The consumer then applies it like
-    any other stake (so a user can drive a pool from Swagger UI).
+    Staff with `produce_stake`, or the stakes token in X-Internal-Token. The
+    consumer then applies it like any other stake (so a user can drive a pool
+    from Swagger UI).
     """
+
+    required_permission = PRODUCE_STAKE
+    internal_token_purpose = "stakes"  # noqa: S105 (the name of a purpose, not a secret)
 
     class Input(serializers.Serializer[dict[str, Any]]):
         stakeId = serializers.CharField(required=False, max_length=100)
@@ -119,7 +123,9 @@ class StakeProduceApi(StaffOrInternalTokenApi):
             "stakeId": data.validated_data.get("stakeId") or str(uuid.uuid4()),
             "occurredAt": (data.validated_data.get("occurredAt") or timezone.now()).isoformat(),
         }
-        produced = stake_produce(message=message)
+        actor = acting_staff(request)
+        assert actor is None or isinstance(actor, Player)
+        produced = stake_produce(message=message, actor=actor)
         return Response(self.Output(produced).data, status=status.HTTP_202_ACCEPTED)
 
 

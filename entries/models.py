@@ -11,6 +11,11 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import Q
 
+# The staff permissions of this app, as services and views check them.
+BAN_PLAYER = "entries.ban_player"
+UNBAN_PLAYER = "entries.unban_player"
+PRODUCE_STAKE = "entries.produce_stake"
+
 
 class Player(AbstractUser):
     """A person who plays (or staff, who are players with ``is_staff``).
@@ -32,6 +37,10 @@ class Player(AbstractUser):
 
     class Meta:
         verbose_name = "player"
+        permissions = [
+            ("ban_player", "Can ban players (and void their undrawn ballots)"),
+            ("unban_player", "Can lift a player's ban"),
+        ]
         constraints = [
             models.CheckConstraint(
                 name="player_ban_state_consistent",
@@ -176,6 +185,7 @@ class Stake(models.Model):
     class Meta:
         indexes = [models.Index(fields=["lottery", "id"])]
         constraints = [models.CheckConstraint(name="stake_amount_positive", condition=Q(amount__gt=0))]
+        permissions = [("produce_stake", "Can produce a test stake to Kafka (POST /api/v1/stakes)")]
 
     def __str__(self) -> str:
         return f"Stake {self.stake_id}: {self.amount} {self.currency}"

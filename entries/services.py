@@ -29,10 +29,11 @@ from entries.errors import (
     PlayerNotFound,
 )
 from entries.events import entry_created
-from entries.models import Ballot, Player, PlayerBanEvent
+from entries.models import BAN_PLAYER, PRODUCE_STAKE, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
 from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lotteries.models import Lottery
+from lottery_site.authorization import require_permission
 from outbox import kafka
 from outbox.services import publish
 
@@ -255,8 +256,10 @@ def player_ban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBa
 
     Returns the audit event, or ``None`` when the player was already banned
     (idempotent). The player row is updated first: it waits for ballot
-    inserts holding its share lock, and later inserts see the ban.
+    inserts holding its share lock, and later inserts see the ban. A staff
+    ``actor`` needs ``ban_player``.
     """
+    require_permission(actor, BAN_PLAYER)
     reason = (reason or "").strip()
     if not reason:
         raise BanReasonRequired()
@@ -283,7 +286,11 @@ def player_ban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBa
 
 
 def player_unban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBanEvent | None:
-    """Lift a ban. Ballots voided by the ban stay void; the player may enter open lotteries again."""
+    """Lift a ban. Ballots voided by the ban stay void; the player may enter open lotteries again.
+
+    A staff ``actor`` needs ``unban_player``.
+    """
+    require_permission(actor, UNBAN_PLAYER)
     reason = (reason or "").strip()
     if not reason:
         raise BanReasonRequired()
@@ -313,12 +320,14 @@ class ProducedStake:
     offset: int
 
 
-def stake_produce(*, message: dict[str, Any]) -> ProducedStake:
+def stake_produce(*, message: dict[str, Any], actor: Player | None) -> ProducedStake:
     """Validate a stake as the consumer will, then produce it to the stakes topic, as a game service would.
 
     Keyed by game, so one game's stakes reach the consumer in order. Waits for
-    the broker's acknowledgement.
+    the broker's acknowledgement. A staff ``actor`` needs ``produce_stake``;
+    ``None`` is a service holding the stakes token.
     """
+    require_permission(actor, PRODUCE_STAKE)
     try:
         stake = parse_stake(json.dumps(message).encode(), {"messageType": MESSAGE_TYPE.encode()})
     except StakeRefused as refused:

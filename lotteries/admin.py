@@ -6,9 +6,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from lotteries.models import Lottery, LotteryTransition, PoolGame, TransitionSource
+from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_close
-from lottery_site.admin_actions import acting_player
+from lottery_site.admin_actions import acting_player, staff_may
 from lottery_site.errors import ApplicationError
 
 
@@ -43,12 +43,15 @@ def _close(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[
         modeladmin.message_user(request, f"{lottery.title}: {note}.", messages.SUCCESS)
 
 
-@admin.action(description="Close and draw selected lotteries (window ended)")
+@admin.action(description="Close and draw selected lotteries (window ended)", permissions=["close_lottery"])
 def close_due(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[Lottery]) -> None:
     _close(modeladmin, request, queryset, force=False)
 
 
-@admin.action(description="Force close and draw now, before the window ends (recorded)")
+@admin.action(
+    description="Force close and draw now, before the window ends (recorded)",
+    permissions=["close_lottery", "force_close_lottery"],
+)
 def close_forced(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[Lottery]) -> None:
     _close(modeladmin, request, queryset, force=True)
 
@@ -122,6 +125,12 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_close_lottery_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, CLOSE_LOTTERY)
+
+    def has_force_close_lottery_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, FORCE_CLOSE_LOTTERY)
 
 
 @admin.register(PoolGame)

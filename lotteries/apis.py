@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 
 from entries.models import Player
 from lotteries.errors import LotteryNotFound
-from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from lotteries.models import CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import lottery_detail, lottery_list
 from lotteries.services import lottery_close
-from lottery_site.permissions import StaffOrInternalTokenApi
+from lottery_site.permissions import StaffOrInternalTokenApi, acting_staff
 
 
 class LotteryFilter(django_filters.FilterSet):
@@ -104,12 +104,15 @@ class LotteryDetailApi(APIView):
 
 
 class LotteryCloseApi(StaffOrInternalTokenApi):
-    """Close and draw a lottery now. Staff, or the X-Internal-Token header.
+    """Close and draw a lottery now. Staff with `close_lottery`, or the close token in X-Internal-Token.
 
     Refused before the end of the entrance window unless ``force`` is true
-    (the early close is recorded). Idempotent: closing a drawn lottery
-    returns it unchanged.
+    (the early close is recorded; staff also need `force_close_lottery`).
+    Idempotent: closing a drawn lottery returns it unchanged.
     """
+
+    required_permission = CLOSE_LOTTERY
+    internal_token_purpose = "close"  # noqa: S105 (the name of a purpose, not a secret)
 
     class Input(serializers.Serializer[dict[str, Any]]):
         force = serializers.BooleanField(default=False)
@@ -122,7 +125,8 @@ class LotteryCloseApi(StaffOrInternalTokenApi):
     def post(self, request: Request, lottery_id: int) -> Response:
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        actor = request.user if isinstance(request.user, Player) else None
+        actor = acting_staff(request)
+        assert actor is None or isinstance(actor, Player)
         outcome = lottery_close(
             lottery_id=lottery_id, source=TransitionSource.API, actor=actor, force=data.validated_data["force"]
         )

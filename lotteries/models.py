@@ -13,6 +13,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# The staff permissions of this app, as services and views check them.
+CLOSE_LOTTERY = "lotteries.close_lottery"
+FORCE_CLOSE_LOTTERY = "lotteries.force_close_lottery"
+
 
 class Lottery(models.Model):
     class Kind(models.TextChoices):
@@ -52,6 +56,10 @@ class Lottery(models.Model):
 
     class Meta:
         verbose_name_plural = "lotteries"
+        permissions = [
+            ("close_lottery", "Can close and draw a lottery whose entrance window has ended"),
+            ("force_close_lottery", "Can close and draw a lottery before its entrance window ends"),
+        ]
         ordering = ["-day", "-id"]
         constraints = [
             models.UniqueConstraint(name="one_daily_lottery_per_day", fields=["day"], condition=Q(kind="daily")),

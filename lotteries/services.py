@@ -20,8 +20,9 @@ from draws.services import draw_run, seed_store
 from entries.models import Player
 from lotteries import events as lottery_events
 from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound
-from lotteries.models import Lottery, LotteryTransition, TransitionSource
+from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import stakes_for_refund
+from lottery_site.authorization import require_permission
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,13 @@ def lottery_close(
     ``closes_at`` the close is refused unless ``force`` (recorded on the
     transition). Idempotent: an already drawn or cancelled lottery is
     returned unchanged.
+
+    A staff ``actor`` needs ``close_lottery``, and ``force_close_lottery``
+    for an early close; ``None`` is the platform itself (beat, commands,
+    pool fills, the close token).
     """
     now = now or timezone.now()
+    require_permission(actor, CLOSE_LOTTERY)
     with transaction.atomic():
         lottery = Lottery.objects.select_for_update().filter(pk=lottery_id).first()
         if lottery is None:
@@ -142,6 +148,8 @@ def lottery_close(
             early = now < lottery.closes_at
             if early and not force:
                 raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
+            if early:
+                require_permission(actor, FORCE_CLOSE_LOTTERY)
             lottery_transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
             publish(lottery_events.lottery_closed(lottery, source=source, forced=early))
         draw = draw_run(lottery=lottery, now=now)

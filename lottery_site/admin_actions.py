@@ -1,4 +1,9 @@
-"""Shared admin pieces: a read-only base, and an action that asks for a reason first (bans)."""
+"""Shared admin pieces: a read-only base, permission checks for actions, and an action that asks for a reason first.
+
+Every staff action names its permission (``allowed_permissions``), so Django
+hides it from, and refuses it to, staff without it; the service it calls
+checks the same permission again.
+"""
 
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +16,19 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from entries.models import Player
+from lottery_site.authorization import may
 from lottery_site.errors import ApplicationError
 
 
 def acting_player(request: HttpRequest) -> Player | None:
     """The staff member behind an admin request, for audit records."""
     return request.user if isinstance(request.user, Player) else None
+
+
+def staff_may(request: HttpRequest, permission: str) -> bool:
+    """True when the staff member behind an admin request holds ``permission``."""
+    user = acting_player(request)
+    return user is not None and may(user, permission)
 
 
 class ReasonForm(forms.Form):
@@ -28,11 +40,13 @@ def reason_action(
     description: str,
     apply: Callable[[HttpRequest, Model, str], bool],
     done: str,
+    permission: str,
 ) -> Callable[[admin.ModelAdmin[Any], HttpRequest, QuerySet[Any]], HttpResponse | None]:
     """Build an action that shows a form for a reason, then calls ``apply`` per object.
 
     ``apply`` returns True when it changed the object; domain errors are shown
-    per object and do not stop the others.
+    per object and do not stop the others. ``permission`` is the codename the
+    model admin answers for with ``has_<permission>_permission``.
     """
 
     def action(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
@@ -61,6 +75,7 @@ def reason_action(
         )
 
     action.short_description = description  # type: ignore[attr-defined]
+    action.allowed_permissions = (permission,)  # type: ignore[attr-defined]
     action.__name__ = description.lower().replace(" ", "_")
     return action
 

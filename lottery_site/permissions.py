@@ -1,40 +1,74 @@
+"""Who may call the API's staff doors: a staff member holding the door's
+permission, or a service presenting the internal token of the door's purpose.
+
+Internal tokens are one per purpose (``INTERNAL_TOKENS`` in settings: close,
+stakes, ...) so that a leaked token opens one door only, and each purpose
+accepts a current and a next value, so a token can be rotated without
+downtime: set the next value, move the callers over, then make it current.
+"""
+
 import hmac
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from lottery_site.authorization import may
+
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 (a header name, not a secret)
 
 
-def has_internal_token(request: Request) -> bool:
-    """True when the request carries INTERNAL_CLOSE_TOKEN (compared in constant time)."""
-    expected = settings.INTERNAL_CLOSE_TOKEN
-    given = request.headers.get(INTERNAL_TOKEN_HEADER, "")
-    if not expected or not given:
+def has_internal_token(request: Request, purpose: str) -> bool:
+    """True when the request carries a current or next internal token of ``purpose``.
+
+    Every configured value is compared, each in constant time, so the answer
+    takes the same time whichever value (if any) matched.
+    """
+    given = request.headers.get(INTERNAL_TOKEN_HEADER, "").encode()
+    if not given:
         return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    matched = False
+    for expected in settings.INTERNAL_TOKENS.get(purpose, ()):
+        matched |= hmac.compare_digest(given, expected.encode())
+    return matched
 
 
-class IsStaffOrInternalToken(BasePermission):
-    message = "Staff, or a valid X-Internal-Token, is required."
+def acting_staff(request: Request) -> AbstractUser | None:
+    """The staff member behind a request, or ``None`` when a service called with its internal token."""
+    user = request.user
+    return user if isinstance(user, AbstractUser) and user.is_authenticated and user.is_staff else None
+
+
+class HasPermissionOrInternalToken(BasePermission):
+    """Passes a staff member with the view's ``required_permission``, or its purpose's internal token."""
+
+    message = "A staff member with this action's permission, or the internal token of its purpose, is required."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_staff) or has_internal_token(request)
+        assert isinstance(view, StaffOrInternalTokenApi)
+        staff = acting_staff(request)
+        if staff is not None and may(staff, view.required_permission):
+            return True
+        return has_internal_token(request, view.internal_token_purpose)
 
 
 class StaffOrInternalTokenApi(APIView):
-    """Base of the views not meant for players: anyone but staff or the internal token gets 403.
+    """Base of the views not meant for players.
 
-    Even an anonymous caller gets 403 rather than DRF's 401: there is no
-    player credential that would help.
+    A subclass names the permission a staff caller needs and the purpose of
+    the internal token a service may present instead. Anyone else gets 403,
+    even an anonymous caller (rather than DRF's 401): no player credential
+    would help. The view passes ``acting_staff(request)`` to its service,
+    which checks the permission again (``lottery_site.authorization``).
     """
 
-    permission_classes = [IsStaffOrInternalToken]
+    required_permission: ClassVar[str]
+    internal_token_purpose: ClassVar[str]
+    permission_classes = [HasPermissionOrInternalToken]
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         raise exceptions.PermissionDenied(detail=message, code=code)

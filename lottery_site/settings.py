@@ -189,8 +189,33 @@ CELERY_TIMEZONE = LOTTERY_TIME_ZONE
 
 DAILY_LOTTERY_PRIZE = env_str("DAILY_LOTTERY_PRIZE", "Daily prize")
 MAX_BALLOTS_PER_PLAYER = env_int("MAX_BALLOTS_PER_PLAYER", 1, minimum=1)
-# Shared secret for internal callers of the close endpoint; empty disables it.
-INTERNAL_CLOSE_TOKEN = env_str("INTERNAL_CLOSE_TOKEN")
+# Internal tokens: one per purpose (the door a service may use without a staff
+# account), each with a current and a next value so it can be rotated without
+# downtime. Unset values disable that door for services; staff with the
+# door's permission can still use it.
+INTERNAL_TOKEN_PURPOSES = ("close", "stakes")
+INTERNAL_TOKEN_MIN_LENGTH = 16
+
+
+def _internal_tokens() -> dict[str, tuple[str, ...]]:
+    tokens: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for purpose in INTERNAL_TOKEN_PURPOSES:
+        values = []
+        for name in (f"INTERNAL_{purpose.upper()}_TOKEN", f"INTERNAL_{purpose.upper()}_TOKEN_NEXT"):
+            value = env_str(name).strip()
+            if not value:
+                continue
+            if len(value) < INTERNAL_TOKEN_MIN_LENGTH:
+                raise ImproperlyConfigured(f"{name} must be at least {INTERNAL_TOKEN_MIN_LENGTH} characters long")
+            if owner.setdefault(value, name) != name and not owner[value].startswith(f"INTERNAL_{purpose.upper()}_"):
+                raise ImproperlyConfigured(f"{name} repeats {owner[value]}: each purpose needs a token of its own")
+            values.append(value)
+        tokens[purpose] = tuple(values)
+    return tokens
+
+
+INTERNAL_TOKENS = _internal_tokens()
 
 # --- Kafka and the outbox ------------------------------------------------
 

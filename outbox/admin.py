@@ -3,15 +3,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from kafka.errors import KafkaError
 
-from lottery_site.admin_actions import ReadOnlyAdmin
+from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, staff_may
 from outbox.inbox import dead_letters_replay
-from outbox.models import ConsumerCounter, DeadLetter, OutboxEvent
+from outbox.models import REPLAY_DEAD_LETTER, REPLAY_OUTBOX_EVENT, ConsumerCounter, DeadLetter, OutboxEvent
 from outbox.services import replay_failed
 
 
-@admin.action(description="Replay selected parked (failed) events")
+@admin.action(description="Replay selected parked (failed) events", permissions=["replay_outbox_event"])
 def replay(modeladmin: "OutboxEventAdmin", request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
-    count = replay_failed(event_ids=queryset.values_list("pk", flat=True))
+    count = replay_failed(event_ids=queryset.values_list("pk", flat=True), actor=acting_player(request))
     skipped = queryset.count() - count
     note = f" ({skipped} selected event(s) were not parked and are unchanged)" if skipped else ""
     modeladmin.message_user(request, f"{count} event(s) put back in line{note}.", messages.SUCCESS)
@@ -27,6 +27,10 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     actions = [replay]
     show_full_result_count = False
+
+    def has_replay_outbox_event_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, REPLAY_OUTBOX_EVENT)
+
     fields = readonly_fields = (
         "event_id",
         "event_type",
@@ -47,10 +51,10 @@ class OutboxEventAdmin(ReadOnlyAdmin):
         return event.last_error[:80]
 
 
-@admin.action(description="Replay selected dead letters (once the cause is fixed)")
+@admin.action(description="Replay selected dead letters (once the cause is fixed)", permissions=["replay_dead_letter"])
 def replay_dead_letters(modeladmin: "DeadLetterAdmin", request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
     try:
-        outcomes = dead_letters_replay(ids=list(queryset.values_list("pk", flat=True)))
+        outcomes = dead_letters_replay(ids=list(queryset.values_list("pk", flat=True)), actor=acting_player(request))
     except KafkaError as error:  # a replay that dead-letters again needs the broker
         modeladmin.message_user(request, f"Kafka is unavailable, nothing replayed: {error}", messages.ERROR)
         return
@@ -65,6 +69,10 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     search_fields = ["=offset", "error"]
     date_hierarchy = "created_at"
     actions = [replay_dead_letters]
+
+    def has_replay_dead_letter_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, REPLAY_DEAD_LETTER)
+
     fields = readonly_fields = (
         "consumer",
         "topic",

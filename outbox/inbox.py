@@ -10,11 +10,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from outbox.models import ConsumerCounter, DeadLetter
+from lottery_site.authorization import require_permission
+from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter
 
 
 def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -108,8 +110,12 @@ Replayer = Callable[[DeadLetter], str]
 REPLAYERS: dict[str, Replayer] = {}
 
 
-def dead_letters_replay(*, ids: Iterable[int]) -> Counter[str]:
-    """Replay open dead letters through their consumer, one transaction each; returns outcomes counted."""
+def dead_letters_replay(*, ids: Iterable[int], actor: AbstractUser | None) -> Counter[str]:
+    """Replay open dead letters through their consumer, one transaction each; returns outcomes counted.
+
+    A staff ``actor`` needs ``replay_dead_letter``.
+    """
+    require_permission(actor, REPLAY_DEAD_LETTER)
     outcomes: Counter[str] = Counter()
     for letter_id in ids:
         with transaction.atomic():

@@ -5,6 +5,10 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+# The staff permissions of this app, as services and views check them.
+REPLAY_OUTBOX_EVENT = "outbox.replay_outbox_event"
+REPLAY_DEAD_LETTER = "outbox.replay_dead_letter"
+
 
 class OutboxEvent(models.Model):
     """An event waiting for, or done with, its trip to Kafka.
@@ -36,6 +40,7 @@ class OutboxEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("replay_outbox_event", "Can put a parked (failed) outbox event back in line")]
         indexes = [
             models.Index(name="outbox_pending", fields=["id"], condition=Q(state="pending")),
             models.Index(name="outbox_unpublished_by_key", fields=["key", "id"], condition=~Q(state="published")),
@@ -95,6 +100,7 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("replay_dead_letter", "Can replay a dead-lettered message")]
         constraints = [
             # A redelivered bad message is the same dead letter, not a second one;
             # a replayed letter steps aside, so a replay that fails again opens a new one.

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate
@@ -20,9 +21,10 @@ from psycopg.types.json import Jsonb
 from redis import Redis
 from redis.exceptions import RedisError
 
+from lottery_site.authorization import require_permission
 from lottery_site.db import copy_rows
 from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
-from outbox.models import OutboxEvent
+from outbox.models import REPLAY_OUTBOX_EVENT, OutboxEvent
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +99,12 @@ def relay_run_drained() -> None:
         logger.warning("could not clear the relay's pending flag", exc_info=error)
 
 
-def replay_failed(*, event_ids: Iterable[int]) -> int:
-    """Put parked events back in line, attempts reset. Returns how many were parked."""
+def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> int:
+    """Put parked events back in line, attempts reset. Returns how many were parked.
+
+    A staff ``actor`` needs ``replay_outbox_event``.
+    """
+    require_permission(actor, REPLAY_OUTBOX_EVENT)
     with transaction.atomic():
         count = OutboxEvent.objects.filter(pk__in=list(event_ids), state=OutboxEvent.State.FAILED).update(
             state=OutboxEvent.State.PENDING, attempts=0

@@ -5,11 +5,12 @@ Data is built through the real services (``lottery_open``, ``ballot_submit``,
 """
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -40,15 +41,21 @@ def make_player() -> Callable[..., Player]:
         phone_number: str | None = None,
         external_account_id: str | None = None,
         is_staff: bool = False,
+        roles: Sequence[str] = (),
     ) -> Player:
+        """A player; with ``roles`` (entries.roles: support, operations, compliance) a staff member in those groups."""
         n = next(_names)
-        return Player.objects.create_user(
+        player = Player.objects.create_user(
             username=username or f"player{n}",
             password="password-for-tests",
             phone_number=f"+1555{n:07d}" if phone_number is None else phone_number,
             external_account_id=f"acct-{n}" if external_account_id is None else external_account_id,
-            is_staff=is_staff,
+            is_staff=is_staff or bool(roles),
         )
+        if roles:
+            player.groups.set(Group.objects.filter(name__in=roles))
+            assert player.groups.count() == len(set(roles)), f"unknown role in {roles}"
+        return player
 
     return make
 

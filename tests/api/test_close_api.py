@@ -122,7 +122,7 @@ def test_internal_token_closes_and_draws_a_due_lottery(api, due_lottery):
 @pytest.mark.django_db
 def test_staff_closes_a_due_lottery_and_is_recorded_as_actor(client_for, make_player, due_lottery):
     # given a staff member
-    staff = make_player(is_staff=True)
+    staff = make_player(roles=["operations"])
 
     # when they close a due lottery
     response = close(client_for(staff), due_lottery)
@@ -176,7 +176,7 @@ def test_close_before_closes_at_is_409_lottery_not_due_and_changes_nothing(api, 
 def test_staff_close_before_closes_at_without_force_is_409(client_for, make_player, make_lottery):
     lottery = make_lottery()
 
-    response = close(client_for(make_player(is_staff=True)), lottery, body={"force": False})
+    response = close(client_for(make_player(roles=["operations"])), lottery, body={"force": False})
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "lottery_not_due"
@@ -189,7 +189,7 @@ def test_forced_close_before_closes_at_draws_and_records_forced(client_for, make
     lottery = make_lottery()
     enter(lottery, make_player())
     enter(lottery, make_player())
-    staff = make_player(is_staff=True)
+    staff = make_player(roles=["operations"])
 
     # when staff force the close
     response = close(client_for(staff), lottery, body={"force": True})
@@ -237,10 +237,10 @@ def test_close_of_an_unknown_lottery_is_404(api):
 
 
 @pytest.mark.django_db
-@override_settings(INTERNAL_CLOSE_TOKEN="")
+@override_settings(INTERNAL_TOKENS={"close": (), "stakes": ("test-stakes-token-0000",)})
 @pytest.mark.parametrize("token", ["", TOKEN])
 def test_empty_internal_close_token_setting_disables_token_access(api, due_lottery, token):
-    # given INTERNAL_CLOSE_TOKEN is empty
+    # given INTERNAL_CLOSE_TOKEN (and its next value) are empty
     # when a caller presents an empty header, or the token that used to be configured
     response = close(api, due_lottery, token=token)
 
@@ -251,21 +251,21 @@ def test_empty_internal_close_token_setting_disables_token_access(api, due_lotte
 
 
 @pytest.mark.django_db
-@override_settings(INTERNAL_CLOSE_TOKEN="")
+@override_settings(INTERNAL_TOKENS={"close": (), "stakes": ("test-stakes-token-0000",)})
 def test_empty_internal_close_token_setting_still_lets_staff_close(client_for, make_player, due_lottery):
-    response = close(client_for(make_player(is_staff=True)), due_lottery)
+    response = close(client_for(make_player(roles=["operations"])), due_lottery)
 
     assert response.status_code == 200
     assert response.json()["lottery"]["state"] == "drawn"
 
 
 @pytest.mark.django_db
-@override_settings(INTERNAL_CLOSE_TOKEN="another-secret")
+@override_settings(INTERNAL_TOKENS={"close": ("another-close-secret",), "stakes": ()})
 def test_changed_internal_close_token_setting_is_read_at_request_time(api, due_lottery):
     # when the old token and then the new one are presented
     old = close(api, due_lottery, token=TOKEN)
     assert_unchanged(due_lottery)
-    new = close(api, due_lottery, token="another-secret")
+    new = close(api, due_lottery, token="another-close-secret")
 
     # then only the configured one works
     assert old.status_code == 403

@@ -8,7 +8,7 @@ from tests.kafka import read_messages
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("kafka_broker")]
 
-TOKEN = "test-internal-token"
+TOKEN = "test-stakes-token-0000"  # tests.settings sets INTERNAL_STAKES_TOKEN to this
 
 
 def post(api, body, **headers):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_ban_records_who_when_and_why_and_voids_only_undrawn_ballots(make_player, make_lottery, enter):
-    staff = make_player(is_staff=True)
+    staff = make_player(roles=["support"])
     player = make_player()
     drawn = make_lottery(closes_at=timezone.now() - timedelta(minutes=1))
     old = enter(drawn, player, now=drawn.closes_at - timedelta(minutes=5))

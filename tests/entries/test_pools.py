@@ -76,10 +76,10 @@ def test_a_banned_players_dead_letter_is_applied_when_replayed_after_the_unban(k
     letter = DeadLetter.objects.get(offset=7)
     assert (letter.reason, letter.status) == ("player_banned", "open")
 
-    assert dead_letters_replay(ids=[letter.pk]) == {"dead_lettered": 1}  # still banned: a new open letter
+    assert dead_letters_replay(ids=[letter.pk], actor=None) == {"dead_lettered": 1}  # still banned: a new open letter
     player_unban(player_id=player.pk, reason="cleared", actor=None)
     reopened = DeadLetter.objects.get(offset=7, status="open")
-    outcomes = dead_letters_replay(ids=[reopened.pk])
+    outcomes = dead_letters_replay(ids=[reopened.pk], actor=None)
 
     assert outcomes == {"applied": 1}
     assert Stake.objects.filter(stake_id="s-7", player=player).count() == 1

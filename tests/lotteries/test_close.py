@@ -91,7 +91,7 @@ def test_closing_before_the_window_ends_is_refused_and_changes_nothing(make_lott
 
 @pytest.mark.django_db
 def test_a_forced_early_close_is_recorded_with_its_source_and_actor(make_lottery, make_player, enter):
-    staff = make_player(is_staff=True)
+    staff = make_player(roles=["operations"])
     lottery = make_lottery(closes_at=timezone.now() + timedelta(hours=1))
     enter(lottery, make_player())
 

@@ -1,0 +1,65 @@
+"""The staff roles the platform ships, as Django groups (created by a migration).
+
+A staff member gets a role by joining its group (in admin, by a superuser).
+Every action checks one permission, so a role is nothing more than the list
+of permissions below; ``tests/entries/test_roles.py`` checks that the
+database's groups match it, so a change here needs a migration beside it.
+
+- **support** answers players: sees players, ballots, stakes, lotteries and
+  draws, and bans and unbans.
+- **operations** runs the platform: closes lotteries (and forces an early
+  close), replays parked outbox events and dead letters, produces test
+  stakes, and sets the pool games' terms.
+- **compliance** audits: sees everything staff can see, changes nothing.
+
+Nobody but a superuser sees API tokens or the lotteries' secret seeds, or
+makes staff (``is_staff``, ``is_superuser``, groups and permissions).
+"""
+
+SUPPORT = "support"
+OPERATIONS = "operations"
+COMPLIANCE = "compliance"
+
+_PLAYER_VIEWS = ["entries.view_player", "entries.view_ballot", "entries.view_playerbanevent", "entries.view_stake"]
+_LOTTERY_VIEWS = ["lotteries.view_lottery", "lotteries.view_lotterytransition", "lotteries.view_poolgame"]
+_DRAW_VIEWS = ["draws.view_draw", "draws.view_lotteryaward"]
+_OUTBOX_VIEWS = [
+    "outbox.view_outboxevent",
+    "outbox.view_inboxmessage",
+    "outbox.view_deadletter",
+    "outbox.view_consumercounter",
+]
+_SCHEDULE_VIEWS = [
+    "django_celery_beat.view_periodictask",
+    "django_celery_beat.view_crontabschedule",
+    "django_celery_beat.view_intervalschedule",
+    "django_celery_beat.view_solarschedule",
+    "django_celery_beat.view_clockedschedule",
+]
+
+ROLES: dict[str, list[str]] = {
+    SUPPORT: [*_PLAYER_VIEWS, *_LOTTERY_VIEWS, *_DRAW_VIEWS, "entries.ban_player", "entries.unban_player"],
+    OPERATIONS: [
+        *_LOTTERY_VIEWS,
+        *_DRAW_VIEWS,
+        *_OUTBOX_VIEWS,
+        "django_celery_beat.view_periodictask",
+        "entries.view_stake",
+        "lotteries.close_lottery",
+        "lotteries.force_close_lottery",
+        "lotteries.add_poolgame",
+        "lotteries.change_poolgame",
+        "outbox.replay_outbox_event",
+        "outbox.replay_dead_letter",
+        "entries.produce_stake",
+    ],
+    COMPLIANCE: [
+        *_PLAYER_VIEWS,
+        *_LOTTERY_VIEWS,
+        *_DRAW_VIEWS,
+        *_OUTBOX_VIEWS,
+        *_SCHEDULE_VIEWS,
+        "auth.view_group",
+        "auth.view_permission",
+    ],
+}

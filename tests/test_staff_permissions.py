@@ -1,0 +1,283 @@
+"""Every staff door checks its own permission: in admin, in the API, and in the service both call.
+
+Each door is tried by each role (and by a staff member who can only look),
+and a refusal must leave everything as it was. The roles are the groups the
+migrations ship (entries.roles).
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from entries.models import Ballot, Player, PlayerBanEvent
+from entries.roles import ROLES
+from entries.services import player_ban, player_unban, stake_produce
+from lotteries.models import Lottery
+from lotteries.services import lottery_close
+from lottery_site.errors import PermissionDenied
+from outbox.inbox import dead_letters_replay
+from outbox.models import DeadLetter, OutboxEvent
+from outbox.services import replay_failed
+
+pytestmark = pytest.mark.django_db
+
+ROLE_NAMES = ["support", "operations", "compliance", "viewer"]  # viewer: is_staff with view_player and view_lottery
+
+
+@pytest.fixture
+def staff_in(make_player) -> Callable[[str], Player]:
+    def make(role: str):
+        if role != "viewer":
+            return make_player(roles=[role])
+        viewer = make_player(is_staff=True)
+        viewer.user_permissions.set(
+            Permission.objects.filter(codename__in=["view_player", "view_lottery", "view_outboxevent"])
+        )
+        return viewer
+
+    return make
+
+
+def test_the_shipped_groups_hold_exactly_the_roles_permissions():
+    for role, names in ROLES.items():
+        group = Group.objects.get(name=role)
+        held = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+        assert held == set(names), role
+
+
+def test_compliance_sees_every_admin_page_but_may_change_nothing(client, staff_in):
+    client.force_login(staff_in("compliance"))
+    for page in ["entries_player", "entries_ballot", "lotteries_lottery", "draws_draw", "outbox_outboxevent"]:
+        html = client.get(reverse(f"admin:{page}_changelist")).content.decode()
+        assert 'name="action"' not in html, page  # no action to run
+    assert client.get(reverse("admin:lotteries_poolgame_add")).status_code == 403
+
+
+# --- The doors, each with what it would change -----------------------------------------------
+
+
+@dataclass
+class Door:
+    name: str
+    allowed: set[str]  # roles that may use it
+    setup: Callable[..., Any]
+    use: Callable[..., Any]  # (client, subject) -> response
+    state: Callable[[Any], Any]  # what a refusal must leave as it was
+    needs_broker: bool = False  # a replayed dead letter that fails again is produced to the DLQ
+
+
+def _player_with_ballot(make_player, make_lottery, enter):
+    player = make_player()
+    enter(make_lottery(), player)
+    return player
+
+
+def _banned_player(make_player, make_lottery, enter):
+    player = make_player()
+    player_ban(player_id=player.pk, reason="fraud", actor=None)
+    return player
+
+
+def _player_state(player: Player) -> Any:
+    player.refresh_from_db()
+    ballots = sorted(Ballot.objects.filter(player=player).values_list("status", flat=True))
+    return player.is_banned, ballots, PlayerBanEvent.objects.filter(player=player).count()
+
+
+def _due_lottery(make_player, make_lottery, enter):
+    closes_at = timezone.now() - timedelta(minutes=1)
+    lottery = make_lottery(closes_at=closes_at)
+    enter(lottery, make_player(), now=closes_at - timedelta(minutes=5))
+    return lottery
+
+
+def _running_lottery(make_player, make_lottery, enter):
+    lottery = make_lottery()
+    enter(lottery, make_player())
+    return lottery
+
+
+def _lottery_state(lottery: Lottery) -> Any:
+    lottery.refresh_from_db()
+    return lottery.state, lottery.transitions.count(), hasattr(lottery, "draw")
+
+
+def _parked_event(*_: Any) -> OutboxEvent:
+    return OutboxEvent.objects.create(
+        event_type="LotteryOpened",
+        topic="lottery.v1.lifecycle",
+        message_type="lotteryOpened",
+        key=f"k-{uuid.uuid4()}",
+        value="{}",
+        state=OutboxEvent.State.FAILED,
+        attempts=5,
+        last_error="MessageSizeTooLarge",
+        created_at=timezone.now(),
+    )
+
+
+def _event_state(event: OutboxEvent) -> Any:
+    event.refresh_from_db()
+    return event.state, event.attempts
+
+
+def _dead_letter(*_: Any) -> DeadLetter:
+    return DeadLetter.objects.create(
+        consumer="stakes", topic="player.v1.staked", partition=0, offset=1, value=b"{", reason="bad_json", error="x"
+    )
+
+
+def _letter_state(letter: DeadLetter) -> Any:
+    letter.refresh_from_db()
+    return letter.status, DeadLetter.objects.count()
+
+
+def _admin_action(model: str, action: str, **extra: str) -> Callable[..., Any]:
+    def use(client: Any, subject: Any) -> Any:
+        data = {"action": action, ACTION_CHECKBOX_NAME: [subject.pk], "index": "0", **extra}
+        return client.post(reverse(f"admin:{model}_changelist"), data)
+
+    return use
+
+
+def _api_close(*, force: bool) -> Callable[..., Any]:
+    def use(client: Any, subject: Any) -> Any:
+        return client.post(reverse("lottery-close", args=[subject.pk]), {"force": force}, format="json")
+
+    return use
+
+
+DOORS = [
+    Door("admin ban", {"support"}, _player_with_ballot,
+         _admin_action("entries_player", "ban_selected_players", apply="1", reason="r"), _player_state),
+    Door("admin unban", {"support"}, _banned_player,
+         _admin_action("entries_player", "unban_selected_players", apply="1", reason="r"), _player_state),
+    Door("admin close", {"operations"}, _due_lottery, _admin_action("lotteries_lottery", "close_due"), _lottery_state),
+    Door("admin force close", {"operations"}, _running_lottery,
+         _admin_action("lotteries_lottery", "close_forced"), _lottery_state),
+    Door("admin replay event", {"operations"}, _parked_event,
+         _admin_action("outbox_outboxevent", "replay"), _event_state),
+    Door("admin replay dead letter", {"operations"}, _dead_letter,
+         _admin_action("outbox_deadletter", "replay_dead_letters"), _letter_state, needs_broker=True),
+    Door("api close", {"operations"}, _due_lottery, _api_close(force=False), _lottery_state),
+    Door("api force close", {"operations"}, _running_lottery, _api_close(force=True), _lottery_state),
+]  # fmt: skip
+
+
+def _client_for(door: Door, staff: Player) -> Any:
+    if door.name.startswith("api"):
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+        return api
+    browser = Client()
+    browser.force_login(staff)
+    return browser
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+@pytest.mark.parametrize("door", DOORS, ids=lambda door: door.name)
+def test_each_door_opens_for_its_role_only(door, role, staff_in, make_player, make_lottery, enter, request):
+    if door.needs_broker:
+        request.getfixturevalue("kafka_broker")
+    staff = staff_in(role)
+    subject = door.setup(make_player, make_lottery, enter)
+    before = door.state(subject)
+    client = _client_for(door, staff)
+
+    response = door.use(client, subject)
+
+    if role in door.allowed:
+        assert response.status_code in (200, 302), response.content
+        assert door.state(subject) != before, f"{door.name} did nothing for {role}"
+    else:
+        if door.name.startswith("api"):
+            assert response.status_code == 403
+            assert response.json()["error"]["code"] == "permission_denied"
+        assert door.state(subject) == before, f"{door.name} changed something for {role}"
+
+
+@pytest.mark.parametrize(
+    ("model", "actions"),
+    [
+        ("entries_player", ["ban_selected_players", "unban_selected_players"]),
+        ("lotteries_lottery", ["close_due", "close_forced"]),
+        ("outbox_outboxevent", ["replay"]),
+    ],
+)
+def test_a_staff_member_who_can_only_look_is_not_offered_the_actions(client, staff_in, model, actions):
+    client.force_login(staff_in("viewer"))
+
+    html = client.get(reverse(f"admin:{model}_changelist")).content.decode()
+
+    for action in actions:
+        assert f'value="{action}"' not in html
+
+
+def test_operations_may_close_but_only_the_force_permission_closes_early(client_for, make_player, make_lottery, enter):
+    closer = make_player(is_staff=True)
+    closer.user_permissions.set(Permission.objects.filter(codename="close_lottery"))
+    lottery = _running_lottery(make_player, make_lottery, enter)
+    before = _lottery_state(lottery)
+
+    response = client_for(closer).post(reverse("lottery-close", args=[lottery.pk]), {"force": True}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["details"] == {"permission": "lotteries.force_close_lottery"}
+    assert _lottery_state(lottery) == before
+
+
+def test_the_stakes_door_needs_produce_stake(client_for, staff_in):
+    body = {"playerId": "p", "gameId": "g", "amount": "1.00", "currency": "EUR"}
+    for role in ["support", "compliance", "viewer"]:
+        response = client_for(staff_in(role)).post(reverse("stake-produce"), body, format="json")
+        assert response.status_code == 403, role
+
+
+# --- The services refuse on their own, whoever calls them --------------------------------------
+
+
+@pytest.mark.parametrize("role", ["support", "compliance", "viewer"])
+def test_services_refuse_a_staff_actor_without_the_permission(role, staff_in, make_player, make_lottery, enter):
+    staff = staff_in(role)
+    lottery = _due_lottery(make_player, make_lottery, enter)
+    event, letter = _parked_event(), _dead_letter()
+    before = (_lottery_state(lottery), _event_state(event), _letter_state(letter))
+
+    calls: list[Callable[[], Any]] = [
+        lambda: lottery_close(lottery_id=lottery.pk, source="admin", actor=staff),
+        lambda: replay_failed(event_ids=[event.pk], actor=staff),
+        lambda: dead_letters_replay(ids=[letter.pk], actor=staff),
+        lambda: stake_produce(message={"playerId": "p"}, actor=staff),
+    ]
+    for call in calls:
+        with pytest.raises(PermissionDenied):
+            call()
+
+    assert (_lottery_state(lottery), _event_state(event), _letter_state(letter)) == before
+
+
+@pytest.mark.parametrize("role", ["operations", "compliance", "viewer"])
+def test_ban_and_unban_services_refuse_a_staff_actor_without_the_permission(role, staff_in, make_player):
+    staff = staff_in(role)
+    player, banned = make_player(), make_player()
+    player_ban(player_id=banned.pk, reason="fraud", actor=None)
+
+    with pytest.raises(PermissionDenied):
+        player_ban(player_id=player.pk, reason="r", actor=staff)
+    with pytest.raises(PermissionDenied):
+        player_unban(player_id=banned.pk, reason="r", actor=staff)
+
+    player.refresh_from_db()
+    banned.refresh_from_db()
+    assert (player.is_banned, banned.is_banned) == (False, True)
