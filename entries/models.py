@@ -4,6 +4,8 @@ The ballot rules that races could break are enforced by the database, not by
 check-then-insert code: see the constraints on ``Ballot``.
 """
 
+import unicodedata
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -41,9 +43,19 @@ class Player(AbstractUser):
 
     @property
     def public_name(self) -> str:
-        """How public lists name a player: never the full name or phone."""
-        name = self.username
-        return f"{name[0]}***{name[-1]}" if len(name) > 2 else "***"
+        """How public lists name a player: never the full name, the phone or the name's length.
+
+        At most a quarter of the username shows, whatever its length: the first
+        and last letter from 8 letters on, the first letter from 4 to 7, nothing
+        below 4. The mask is always three stars. Letters are counted after NFC
+        normalisation, so an accent is never split from its letter.
+        """
+        name = unicodedata.normalize("NFC", self.username)
+        if len(name) >= 8:
+            return f"{name[0]}***{name[-1]}"
+        if len(name) >= 4:
+            return f"{name[0]}***"
+        return "***"
 
 
 class PlayerBanEvent(models.Model):
