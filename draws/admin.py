@@ -8,7 +8,13 @@ from django.utils.html import format_html
 
 from draws.models import Draw, LotteryAward
 from draws.services import draw_verify
+from lotteries.currencies import format_money
 from lottery_site.admin_actions import ReadOnlyAdmin
+
+
+def _win_sum(award: LotteryAward) -> str | None:
+    """The award's amount with its currency's minor digits ("27.00" EUR), none for a prize-only award."""
+    return None if award.win_sum is None else format_money(award.win_sum, award.currency)
 
 
 class AwardInline(admin.TabularInline[LotteryAward, Draw]):
@@ -20,11 +26,15 @@ class AwardInline(admin.TabularInline[LotteryAward, Draw]):
         "ballot",
         "player",
         "prize",
-        "win_sum",
+        "win_sum_shown",
         "currency",
         "status",
         "created_at",
     )
+
+    @admin.display(description="win sum")
+    def win_sum_shown(self, award: LotteryAward) -> str | None:
+        return _win_sum(award)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -74,7 +84,34 @@ class DrawAdmin(ReadOnlyAdmin):
 
 @admin.register(LotteryAward)
 class LotteryAwardAdmin(ReadOnlyAdmin):
-    list_display = ["id", "lottery", "rank", "player", "ballot", "prize", "win_sum", "currency", "status", "created_at"]
+    list_display = [
+        "id",
+        "lottery",
+        "rank",
+        "player",
+        "ballot",
+        "prize",
+        "win_sum_shown",
+        "currency",
+        "status",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["=id", "=lottery__id", "player__username"]
     list_select_related = ["lottery", "player", "ballot"]
+    fields = readonly_fields = (
+        "lottery",
+        "draw",
+        "ballot",
+        "player",
+        "rank",
+        "prize",
+        "win_sum_shown",
+        "currency",
+        "status",
+        "created_at",
+    )
+
+    @admin.display(description="win sum", ordering="win_sum")
+    def win_sum_shown(self, award: LotteryAward) -> str | None:
+        return _win_sum(award)

@@ -21,6 +21,7 @@ from draws.selectors import awards_of_day, awards_of_lottery, draw_get
 from draws.services import DrawVerification, draw_ballot_ids, draw_verify
 from lotteries.errors import LotteryNotFound
 from lotteries.selectors import lottery_exists
+from lottery_site.fields import MoneyField
 
 
 class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
@@ -33,6 +34,7 @@ class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
     draw_id = serializers.IntegerField()
     ballot_id = serializers.IntegerField()
     player = serializers.CharField(source="player.public_name")
+    win_sum = MoneyField(currency_source="currency", allow_null=True)
     awarded_at = serializers.DateTimeField(source="created_at")
 
     class Meta:

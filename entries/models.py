@@ -13,6 +13,8 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import Q
 
+from lotteries.currencies import format_money
+
 
 class Player(AbstractUser):
     """A person who plays (or staff, who are players with ``is_staff``).
@@ -190,4 +192,4 @@ class Stake(models.Model):
         constraints = [models.CheckConstraint(name="stake_amount_positive", condition=Q(amount__gt=0))]
 
     def __str__(self) -> str:
-        return f"Stake {self.stake_id}: {self.amount} {self.currency}"
+        return f"Stake {self.stake_id}: {format_money(self.amount, self.currency)} {self.currency}"
