@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from draws.models import Draw, LotteryAward
+from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.services import draw_verify
 from lotteries.currencies import format_money
 from lottery_site.admin_actions import ReadOnlyAdmin
@@ -74,12 +74,22 @@ class DrawAdmin(ReadOnlyAdmin):
         "winning_ballot_ids",
         "drawn_at",
         "verification_link",
+        "stored_verification",
     )
 
     @admin.display(description="public verification")
     def verification_link(self, draw: Draw) -> str:
         url = reverse("draw-verification", args=[draw.pk])
         return format_html('<a href="{}">{}</a> (or <code>manage.py verify_draw {}</code>)', url, url, draw.pk)
+
+    @admin.display(description="stored verification")
+    def stored_verification(self, draw: Draw) -> str:
+        """What the public endpoint serves: the recomputation made once, on its first request."""
+        record = DrawVerificationRecord.objects.filter(draw=draw).first()
+        if record is None:
+            return "not computed yet (the first verification request computes it)"
+        verdict = "matches" if record.matches else "MISMATCH"
+        return f"{verdict}, computed {record.computed_at:%Y-%m-%d %H:%M:%S %Z}"
 
 
 @admin.register(LotteryAward)

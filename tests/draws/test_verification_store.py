@@ -16,7 +16,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from draws import services
 from draws.models import Draw, DrawVerificationRecord
-from entries.models import Ballot
+from entries.models import Ballot, Player
 from lotteries.services import lottery_close
 from tests.concurrency import run_together
 
@@ -96,6 +96,22 @@ def test_the_first_request_stores_the_recomputation_and_the_second_reads_it(
     )
     assert stored.recomputed_entries_digest == draw.entries_digest
     assert list(stored.recomputed_winning_ballot_ids) == list(draw.winning_ballot_ids)
+
+
+@pytest.mark.django_db
+def test_admin_shows_whether_and_when_the_verification_was_stored(api, client, make_lottery, make_player, enter):
+    staff = Player.objects.create_superuser(username="audit-staff", email="a@example.com", password="pw-for-tests")
+    client.force_login(staff)
+    draw = _drawn(make_lottery, make_player, enter, ballots=3)
+    page = reverse("admin:draws_draw_change", args=[draw.pk])
+
+    before = client.get(page).content.decode()
+    _document(api, draw)
+    after = client.get(page).content.decode()
+
+    assert "not computed yet" in before
+    computed_at = DrawVerificationRecord.objects.get(draw=draw).computed_at
+    assert f"matches, computed {computed_at:%Y-%m-%d %H:%M:%S}" in after
 
 
 @pytest.mark.django_db
