@@ -6,9 +6,15 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from draws.models import Draw, LotteryAward
+from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.services import draw_verify
+from lotteries.currencies import format_money
 from lottery_site.admin_actions import ReadOnlyAdmin
+
+
+def _win_sum(award: LotteryAward) -> str | None:
+    """The award's amount with its currency's minor digits ("27.00" EUR), none for a prize-only award."""
+    return None if award.win_sum is None else format_money(award.win_sum, award.currency)
 
 
 class AwardInline(admin.TabularInline[LotteryAward, Draw]):
@@ -20,11 +26,15 @@ class AwardInline(admin.TabularInline[LotteryAward, Draw]):
         "ballot",
         "player",
         "prize",
-        "win_sum",
+        "win_sum_shown",
         "currency",
         "status",
         "created_at",
     )
+
+    @admin.display(description="win sum")
+    def win_sum_shown(self, award: LotteryAward) -> str | None:
+        return _win_sum(award)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -64,6 +74,7 @@ class DrawAdmin(ReadOnlyAdmin):
         "winning_ballot_ids",
         "drawn_at",
         "verification_link",
+        "stored_verification",
     )
 
     @admin.display(description="public verification")
@@ -71,10 +82,46 @@ class DrawAdmin(ReadOnlyAdmin):
         url = reverse("draw-verification", args=[draw.pk])
         return format_html('<a href="{}">{}</a> (or <code>manage.py verify_draw {}</code>)', url, url, draw.pk)
 
+    @admin.display(description="stored verification")
+    def stored_verification(self, draw: Draw) -> str:
+        """What the public endpoint serves: the recomputation made once, on its first request."""
+        record = DrawVerificationRecord.objects.filter(draw=draw).first()
+        if record is None:
+            return "not computed yet (the first verification request computes it)"
+        verdict = "matches" if record.matches else "MISMATCH"
+        return f"{verdict}, computed {record.computed_at:%Y-%m-%d %H:%M:%S %Z}"
+
 
 @admin.register(LotteryAward)
 class LotteryAwardAdmin(ReadOnlyAdmin):
-    list_display = ["id", "lottery", "rank", "player", "ballot", "prize", "win_sum", "currency", "status", "created_at"]
+    list_display = [
+        "id",
+        "lottery",
+        "rank",
+        "player",
+        "ballot",
+        "prize",
+        "win_sum_shown",
+        "currency",
+        "status",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["=id", "=lottery__id", "player__username"]
     list_select_related = ["lottery", "player", "ballot"]
+    fields = readonly_fields = (
+        "lottery",
+        "draw",
+        "ballot",
+        "player",
+        "rank",
+        "prize",
+        "win_sum_shown",
+        "currency",
+        "status",
+        "created_at",
+    )
+
+    @admin.display(description="win sum", ordering="win_sum")
+    def win_sum_shown(self, award: LotteryAward) -> str | None:
+        return _win_sum(award)

@@ -13,14 +13,17 @@ from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from draws.errors import DrawNotFound
-from draws.models import Draw, LotteryAward
+from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get
-from draws.services import DrawVerification, draw_ballot_ids, draw_verify
+from draws.services import draw_ballot_ids, draw_verification_stored
 from lotteries.errors import LotteryNotFound
 from lotteries.selectors import lottery_exists
+from lottery_site.fields import MoneyField
+from lottery_site.throttling import AddressScopedRateThrottle
 
 
 class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
@@ -33,6 +36,7 @@ class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
     draw_id = serializers.IntegerField()
     ballot_id = serializers.IntegerField()
     player = serializers.CharField(source="player.public_name")
+    win_sum = MoneyField(currency_source="currency", allow_null=True)
     awarded_at = serializers.DateTimeField(source="created_at")
 
     class Meta:
@@ -130,28 +134,35 @@ class DrawVerificationApi(APIView):
     ``ballot_ids`` is the ascending list of valid ballot ids the draw sealed;
     with the seed it determines the winners (see the README's script). The
     list is streamed, so a draw of a million ballots costs no big buffer.
+    ``verification`` is the server's recomputation, made once on the first
+    request and stored (``computed_at`` says when); the list is read afresh.
+    Rate-limited per client address (scope ``verification``).
     """
 
     permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle, UserRateThrottle, AddressScopedRateThrottle]
+    throttle_scope = "verification"
 
     @extend_schema(responses={200: VerificationOutput})
     def get(self, request: Request, draw_id: int) -> StreamingHttpResponse:
         draw = draw_get(draw_id=draw_id)
         if draw is None:
             raise DrawNotFound(details={"draw_id": draw_id})
-        verification = draw_verify(draw=draw)
+        verification = draw_verification_stored(draw=draw)
         return StreamingHttpResponse(_verification_json(draw, verification), content_type="application/json")
 
 
-def _verification_json(draw: Draw, verification: DrawVerification) -> Iterator[str]:
+def _verification_json(draw: Draw, verification: DrawVerificationRecord) -> Iterator[str]:
     head = dict(DrawOutput(draw).data)
     head["verification"] = {
         "matches": verification.matches,
         "commitment_matches": verification.commitment_matches,
         "entries_digest_matches": verification.entries_digest_matches,
         "winners_match": verification.winners_match,
+        "recomputed_entries_count": verification.recomputed_entries_count,
         "recomputed_entries_digest": verification.recomputed_entries_digest,
-        "recomputed_winning_ballot_ids": verification.recomputed_winning_ballot_ids,
+        "recomputed_winning_ballot_ids": list(verification.recomputed_winning_ballot_ids),
+        "computed_at": serializers.DateTimeField().to_representation(verification.computed_at),
     }
     yield json.dumps(head, default=str)[:-1] + ', "ballot_ids": ['
     ids = draw_ballot_ids(draw=draw)

@@ -18,8 +18,8 @@ def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -
             "player_external_id": player_external_id,
             "rank": award.rank,
             "prize": award.prize,
-            # A decimal string in the currency's minor unit ("15.97" EUR, "1500" JPY).
-            "win_sum": None if award.win_sum is None else str(currencies.round_down(award.win_sum, award.currency)),
+            # A decimal string with the currency's minor digits ("15.97" EUR, "1500" JPY).
+            "win_sum": None if award.win_sum is None else currencies.format_money(award.win_sum, award.currency),
             "currency": award.currency or None,
             "status": award.status,
             "draw_id": draw.pk,

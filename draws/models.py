@@ -1,8 +1,9 @@
-"""Seeds, draw records and awards.
+"""Seeds, draw records, their stored verification, and awards.
 
-A ``Draw`` is immutable once written: a database trigger (migration 0002)
+A ``Draw`` is immutable once written: a database trigger (migration 0003)
 refuses UPDATE and DELETE on it, so not even a bug or a stray admin can
-rewrite a published result.
+rewrite a published result. A ``DrawVerificationRecord`` likewise
+(migration 0004): what the server once said of a draw stays on record.
 """
 
 from django.conf import settings
@@ -48,6 +49,31 @@ class Draw(models.Model):
 
     def __str__(self) -> str:
         return f"Draw {self.pk} of lottery {self.lottery_id}"
+
+
+class DrawVerificationRecord(models.Model):
+    """The server's own recomputation of a draw, computed once and kept (``draw_verification_stored``).
+
+    The public verification endpoint serves it instead of recomputing on every
+    request. ``manage.py verify_draw`` and the admin action never read it:
+    they recompute from the ballots each time.
+    """
+
+    draw = models.OneToOneField(Draw, on_delete=models.PROTECT, primary_key=True, related_name="verification_record")
+    commitment_matches = models.BooleanField()
+    entries_digest_matches = models.BooleanField()
+    winners_match = models.BooleanField()
+    recomputed_entries_count = models.PositiveIntegerField()
+    recomputed_entries_digest = models.CharField(max_length=64)
+    recomputed_winning_ballot_ids = ArrayField(models.BigIntegerField())
+    computed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Verification of draw {self.pk}"
+
+    @property
+    def matches(self) -> bool:
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match
 
 
 class LotteryAward(models.Model):

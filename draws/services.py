@@ -8,16 +8,18 @@ positions back to ballot ids. Python only runs the HMAC stream.
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from draws import algorithm
 from draws.events import award_created
-from draws.models import Draw, LotteryAward, LotterySeed
+from draws.models import Draw, DrawVerificationRecord, LotteryAward, LotterySeed
 from entries.models import Ballot
 from lotteries import currencies
 from lotteries.models import Lottery
@@ -141,6 +143,7 @@ class DrawVerification:
     commitment_matches: bool
     entries_digest_matches: bool
     winners_match: bool
+    recomputed_entries_count: int
     recomputed_entries_digest: str
     recomputed_winning_ballot_ids: list[int]
 
@@ -174,9 +177,54 @@ def draw_verify(*, draw: Draw) -> DrawVerification:
         commitment_matches=algorithm.commitment(seed) == draw.seed_commitment,
         entries_digest_matches=digest == draw.entries_digest,
         winners_match=winners == list(draw.winning_ballot_ids),
+        recomputed_entries_count=counter.n,
         recomputed_entries_digest=digest,
         recomputed_winning_ballot_ids=winners,
     )
+
+
+def draw_verification_stored(*, draw: Draw, now: datetime | None = None) -> DrawVerificationRecord:
+    """The server's recomputation of a draw, computed once (by ``draw_verify``) and then read back.
+
+    A sealed draw never changes, so the public endpoint need not recompute it
+    per request. The first caller computes and stores it while holding a
+    session advisory lock keyed by the draw; callers arriving meanwhile wait on
+    the lock, then find the row: a crowd on a new draw computes it once. A
+    session lock, not a transaction lock, because ``draw_verify`` needs its
+    own REPEATABLE READ transaction, and a waiter must see the row committed
+    while it waited. ``manage.py verify_draw`` never reads this: it recomputes.
+    """
+    record = DrawVerificationRecord.objects.filter(draw=draw).first()
+    if record is not None:
+        return record
+    with _session_lock(f"draws.verification:{draw.pk}"):
+        record = DrawVerificationRecord.objects.filter(draw=draw).first()
+        if record is None:
+            result = draw_verify(draw=draw)
+            record = DrawVerificationRecord.objects.create(
+                draw=draw,
+                commitment_matches=result.commitment_matches,
+                entries_digest_matches=result.entries_digest_matches,
+                winners_match=result.winners_match,
+                recomputed_entries_count=result.recomputed_entries_count,
+                recomputed_entries_digest=result.recomputed_entries_digest,
+                recomputed_winning_ballot_ids=result.recomputed_winning_ballot_ids,
+                computed_at=now or timezone.now(),
+            )
+            logger.info("draw verification stored", extra={"draw_id": draw.pk, "matches": result.matches})
+    return record
+
+
+@contextmanager
+def _session_lock(name: str) -> Iterator[None]:
+    """A PostgreSQL session advisory lock on ``name``, released on exit (or when the connection ends)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [name])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])
 
 
 class _Counter:

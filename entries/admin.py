@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import TokenProxy
 
 from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent, Stake
 from entries.services import player_ban, player_unban
+from lotteries.currencies import format_money
 from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, reason_action, staff_may
 
 # Fields that make or unmake staff: only a superuser may change them.
@@ -137,12 +138,27 @@ class BallotAdmin(ReadOnlyAdmin):
 
 @admin.register(Stake)
 class StakeAdmin(ReadOnlyAdmin):
-    list_display = ["stake_id", "player", "game_id", "amount", "currency", "lottery", "entered", "occurred_at"]
+    list_display = ["stake_id", "player", "game_id", "amount_shown", "currency", "lottery", "entered", "occurred_at"]
     list_filter = ["currency"]
     search_fields = ["=stake_id", "=game_id", "player__username"]
     list_select_related = ["player", "lottery"]
     raw_id_fields = ["player", "lottery", "ballot"]
     show_full_result_count = False
+    fields = readonly_fields = (
+        "stake_id",
+        "player",
+        "game_id",
+        "amount_shown",
+        "currency",
+        "lottery",
+        "ballot",
+        "occurred_at",
+        "created_at",
+    )
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, stake: Stake) -> str:
+        return format_money(stake.amount, stake.currency)
 
     @admin.display(boolean=True, description="entered the draw")
     def entered(self, stake: Stake) -> bool:

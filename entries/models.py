@@ -4,12 +4,16 @@ The ballot rules that races could break are enforced by the database, not by
 check-then-insert code: see the constraints on ``Ballot``.
 """
 
+import unicodedata
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import Q
+
+from lotteries.currencies import format_money
 
 # The staff permissions of this app, as services and views check them.
 BAN_PLAYER = "entries.ban_player"
@@ -50,9 +54,19 @@ class Player(AbstractUser):
 
     @property
     def public_name(self) -> str:
-        """How public lists name a player: never the full name or phone."""
-        name = self.username
-        return f"{name[0]}***{name[-1]}" if len(name) > 2 else "***"
+        """How public lists name a player: never the full name, the phone or the name's length.
+
+        At most a quarter of the username shows, whatever its length: the first
+        and last letter from 8 letters on, the first letter from 4 to 7, nothing
+        below 4. The mask is always three stars. Letters are counted after NFC
+        normalisation, so an accent is never split from its letter.
+        """
+        name = unicodedata.normalize("NFC", self.username)
+        if len(name) >= 8:
+            return f"{name[0]}***{name[-1]}"
+        if len(name) >= 4:
+            return f"{name[0]}***"
+        return "***"
 
 
 class PlayerBanEvent(models.Model):
@@ -188,4 +202,4 @@ class Stake(models.Model):
         permissions = [("produce_stake", "Can produce a test stake to Kafka (POST /api/v1/stakes)")]
 
     def __str__(self) -> str:
-        return f"Stake {self.stake_id}: {self.amount} {self.currency}"
+        return f"Stake {self.stake_id}: {format_money(self.amount, self.currency)} {self.currency}"

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from lotteries.currencies import format_money
 from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_close
 from lottery_site.admin_actions import acting_player, staff_may
@@ -79,7 +80,7 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
         "game_id",
         "currency",
         "pool_size",
-        "pot",
+        "pot_shown",
         "payout_ratio",
         "valid",
         "rejected",
@@ -112,6 +113,11 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
     @admin.display(description="void", ordering="void_count")
     def void(self, lottery: Any) -> int:
         return int(lottery.void_count)
+
+    @admin.display(description="pot")
+    def pot_shown(self, lottery: Lottery) -> str | None:
+        """A pool's staked pot with its currency's minor digits; none for lotteries without a currency."""
+        return format_money(lottery.pot, lottery.currency) if lottery.currency else None
 
     @admin.display(description="draw")
     def draw_link(self, lottery: Lottery) -> str:

@@ -22,3 +22,19 @@ def quantum(currency: str) -> Decimal:
 def round_down(amount: Decimal, currency: str) -> Decimal:
     """``amount`` rounded down to the currency's minor unit (a payout never rounds up)."""
     return amount.quantize(quantum(currency), rounding=ROUND_DOWN)
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """``amount`` as a plain decimal string with exactly the currency's minor digits.
+
+    "18.90" EUR, "1500" JPY, "1.234" BHD; never scientific notation. Formatting
+    never changes a value: every stored amount already has at most the minor
+    digits (stakes are validated, payouts rounded down where computed), so an
+    amount with more raises ``ValueError`` instead of being silently rounded.
+    """
+    if not is_known(currency):
+        raise ValueError(f"unknown currency {currency!r}")
+    shown = amount.quantize(quantum(currency), rounding=ROUND_DOWN)
+    if shown != amount:
+        raise ValueError(f"{amount} {currency} has more than the currency's {MINOR_UNITS[currency]} minor digits")
+    return f"{shown + 0:f}"  # + 0 turns a negative zero into "0.00"

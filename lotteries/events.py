@@ -1,9 +1,12 @@
 """Life-cycle events of a lottery (topic lottery.v1.lifecycle, key: the lottery id)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from draws.models import Draw
+from lotteries import currencies
 from lotteries.models import Lottery
+from lotteries.selectors import RefundStake
 from outbox import events
 from outbox.events import DomainEvent
 
@@ -53,8 +56,16 @@ def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
     )
 
 
-def lottery_cancelled(
-    lottery: Lottery, *, source: str, reason: str, stakes: list[dict[str, Any]] | None = None
-) -> DomainEvent:
-    # "stakes" names what the game service must refund (a cancelled pool's stakes).
-    return _event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": stakes or []})
+def lottery_cancelled(lottery: Lottery, *, source: str, reason: str, stakes: Sequence[RefundStake] = ()) -> DomainEvent:
+    # "stakes" names what the game service must refund (a cancelled pool's stakes),
+    # each amount a decimal string with its currency's minor digits ("2.50" EUR).
+    refunds = [
+        {
+            "stake_id": stake.stake_id,
+            "player_id": stake.player_id,
+            "amount": currencies.format_money(stake.amount, stake.currency),
+            "currency": stake.currency,
+        }
+        for stake in stakes
+    ]
+    return _event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": refunds})

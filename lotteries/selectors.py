@@ -1,7 +1,8 @@
 """Read side of lotteries."""
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet
 
@@ -46,13 +47,23 @@ def lottery_detail(*, lottery_id: int) -> Lottery | None:
     return lottery_list().prefetch_related("transitions", "awards__player").filter(pk=lottery_id).first()
 
 
-def stakes_for_refund(*, lottery: Lottery) -> list[dict[str, Any]]:
-    """A cancelled pool's stakes, as its LotteryCancelled event names them for the game service to refund."""
+@dataclass(frozen=True)
+class RefundStake:
+    """A stake of a cancelled pool, which the game service must refund."""
+
+    stake_id: str
+    player_id: int
+    amount: Decimal
+    currency: str
+
+
+def stakes_for_refund(*, lottery: Lottery) -> list[RefundStake]:
+    """A cancelled pool's stakes, in the order they were applied, for its LotteryCancelled event."""
     from entries.models import Stake  # entries' models refer to lotteries'
 
     return [
-        {"stake_id": stake_id, "player_id": player_id, "amount": str(amount), "currency": currency}
-        for stake_id, player_id, amount, currency in Stake.objects.filter(lottery=lottery)
+        RefundStake(*row)
+        for row in Stake.objects.filter(lottery=lottery)
         .order_by("id")
         .values_list("stake_id", "player_id", "amount", "currency")
     ]

@@ -315,6 +315,7 @@ REST_FRAMEWORK = {
         "user": env_str("API_THROTTLE_USER", "600/min"),
         "ballots": env_str("API_THROTTLE_BALLOTS", "60/min"),
         "login": env_str("API_THROTTLE_LOGIN", "10/min"),
+        "verification": env_str("API_THROTTLE_VERIFICATION", "30/min"),
     },
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),
 }

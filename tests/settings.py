@@ -26,6 +26,7 @@ os.environ.setdefault("API_THROTTLE_USER", "100000/min")
 os.environ.setdefault("API_THROTTLE_ANON", "100000/min")
 os.environ.setdefault("API_THROTTLE_BALLOTS", "100000/min")
 os.environ.setdefault("API_THROTTLE_LOGIN", "100000/min")
+os.environ.setdefault("API_THROTTLE_VERIFICATION", "100000/min")
 
 from lottery_site.settings import *  # noqa: F403
 from lottery_site.settings import CACHES

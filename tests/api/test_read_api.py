@@ -263,7 +263,7 @@ def test_lottery_detail_once_drawn_lists_transitions_and_masked_winners(api, mak
         {
             "rank": rank,
             "ballot_id": ballot.pk,
-            "player": f"{ballot.player.username[0]}***{ballot.player.username[-1]}",
+            "player": ballot.player.public_name,
             "prize": lottery.prize,
         }
         for rank, ballot in enumerate(winners, start=1)

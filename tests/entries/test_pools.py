@@ -52,7 +52,7 @@ def test_a_pool_short_of_players_is_cancelled_after_its_wait_with_its_stakes_lis
     assert pool_expire(lottery_id=pool.pk, now=pool.closes_at) is False  # idempotent
     event = json.loads(OutboxEvent.objects.get(key=str(pool.pk), event_type="LotteryCancelled").value)
     assert [s["stake_id"] for s in event["data"]["stakes"]] == ["exp-1", "exp-2", "exp-3"]
-    assert event["data"]["stakes"][1] == {"stake_id": "exp-2", "player_id": players[0].pk, "amount": "1.0000",
+    assert event["data"]["stakes"][1] == {"stake_id": "exp-2", "player_id": players[0].pk, "amount": "1.00",
                                           "currency": "EUR"}  # fmt: skip
 
 
