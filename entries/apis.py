@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from entries.models import PRODUCE_STAKE, Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
-from lottery_site.permissions import StaffOrInternalTokenApi, acting_staff
+from lottery_site.permissions import StaffOrInternalTokenApi
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -123,7 +123,7 @@ class StakeProduceApi(StaffOrInternalTokenApi):
             "stakeId": data.validated_data.get("stakeId") or str(uuid.uuid4()),
             "occurredAt": (data.validated_data.get("occurredAt") or timezone.now()).isoformat(),
         }
-        actor = acting_staff(request)
+        actor = self.actor(request)
         assert actor is None or isinstance(actor, Player)
         produced = stake_produce(message=message, actor=actor)
         return Response(self.Output(produced).data, status=status.HTTP_202_ACCEPTED)

@@ -17,7 +17,7 @@ from lotteries.errors import LotteryNotFound
 from lotteries.models import CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import lottery_detail, lottery_list
 from lotteries.services import lottery_close
-from lottery_site.permissions import StaffOrInternalTokenApi, acting_staff
+from lottery_site.permissions import StaffOrInternalTokenApi
 
 
 class LotteryFilter(django_filters.FilterSet):
@@ -125,7 +125,7 @@ class LotteryCloseApi(StaffOrInternalTokenApi):
     def post(self, request: Request, lottery_id: int) -> Response:
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        actor = acting_staff(request)
+        actor = self.actor(request)
         assert actor is None or isinstance(actor, Player)
         outcome = lottery_close(
             lottery_id=lottery_id, source=TransitionSource.API, actor=actor, force=data.validated_data["force"]

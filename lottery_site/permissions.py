@@ -63,7 +63,8 @@ class StaffOrInternalTokenApi(APIView):
     the internal token a service may present instead. Anyone else gets 403,
     even an anonymous caller (rather than DRF's 401): no player credential
     would help. The view passes ``acting_staff(request)`` to its service,
-    which checks the permission again (``lottery_site.authorization``).
+    which checks the permission again (``lottery_site.authorization``):
+    pass it ``self.actor(request)``.
     """
 
     required_permission: ClassVar[str]
@@ -72,3 +73,9 @@ class StaffOrInternalTokenApi(APIView):
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         raise exceptions.PermissionDenied(detail=message, code=code)
+
+    def actor(self, request: Request) -> AbstractUser | None:
+        """Who acts, for the service and its audit record: the staff member when their permission let them
+        in, else ``None``, the platform, vouched for by the internal token."""
+        staff = acting_staff(request)
+        return staff if staff is not None and may(staff, self.required_permission) else None
