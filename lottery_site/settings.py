@@ -5,6 +5,7 @@ reads a file: a deployment is configured by its environment alone.
 """
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_prometheus",
+    "axes",
     "entries",
     "lotteries",
     "draws",
@@ -101,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login that axes locked out into its 429 answer (entries.lockout), inside Prometheus' count.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -123,6 +127,11 @@ TEMPLATES = [
 ]
 
 AUTH_USER_MODEL = "entries.Player"
+# axes first: it refuses a locked-out (username, address) pair before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -293,6 +302,23 @@ REST_FRAMEWORK = {
     },
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),
 }
+
+# --- Logins: lock-out after repeated wrong passwords (django-axes, entries.lockout) ----
+
+# Admin's login form and POST /api/v1/auth/token alike: LOGIN_FAILURE_LIMIT wrong
+# passwords for one username from one client address lock that pair out until
+# LOGIN_COOLOFF_MINUTES pass without an attempt. Counted in PostgreSQL (AccessAttempt).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# The address throttling uses too: REMOTE_ADDR, or X-Forwarded-For's API_NUM_PROXIES-th from the right.
+AXES_CLIENT_IP_CALLABLE = "lottery_site.clients.client_address"
+AXES_LOCKOUT_CALLABLE = "entries.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lottery platform API",
