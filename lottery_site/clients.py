@@ -1,4 +1,4 @@
-"""Who is calling: the client's network address, the same for throttling and login lock-outs.
+"""Who is calling: the client's network address, the same for throttling, login lock-outs and /metrics.
 
 With no proxy in front (``API_NUM_PROXIES=0``, the default) it is the peer's
 address, ``REMOTE_ADDR``; a client cannot change it with a header. Behind
