@@ -93,6 +93,24 @@ def _violations(driver: Any) -> list[str]:
     return list(driver.execute_script("return window.__violations"))
 
 
+def _assert_policy_in_force(driver: Any) -> None:
+    """The page's policy refuses an inline script: so what ran above ran under it."""
+    ran = driver.execute_script(
+        "const probe = document.createElement('script');"
+        "probe.textContent = 'window.__inlineProbe = true;';"
+        "document.head.appendChild(probe);"
+        "return window.__inlineProbe === true;"
+    )
+    assert ran is False
+    _wait_until(driver, lambda d: any(v.startswith("script-src-elem blocked inline") for v in _violations(d)))
+
+
+def _wait_until(driver: Any, condition: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10).until(condition)
+
+
 def _console_problems(driver: Any) -> list[str]:
     entries = driver.get_log("browser")
     problems = [e["message"] for e in entries if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]]
@@ -112,6 +130,7 @@ def test_swagger_ui_renders_the_api_under_the_policy(browser, live_server):
     # and the policy refused nothing, and nothing failed
     assert _violations(browser) == []
     assert _console_problems(browser) == []
+    _assert_policy_in_force(browser)
     # with the page's own rules applied, from a file rather than an inline style
     assert browser.execute_script("return getComputedStyle(document.body).marginTop") == "0px"
 
@@ -131,6 +150,7 @@ def test_swagger_ui_try_it_out_calls_the_api_under_the_policy(browser, live_serv
     assert status[0].text.strip() == "200"
     assert _violations(browser) == []
     assert _console_problems(browser) == []
+    _assert_policy_in_force(browser)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -152,3 +172,4 @@ def test_admin_logs_in_and_edits_under_the_policy(browser, live_server, settings
     _wait_for(browser, ".selector-chooser", count=2)
     assert _violations(browser) == []
     assert _console_problems(browser) == []
+    _assert_policy_in_force(browser)
