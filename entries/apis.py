@@ -5,8 +5,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
@@ -15,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from entries.errors import LoginLockedOut
+from entries.lockout import RETRY_AFTER_HEADER, is_locked_out, lockout_error
 from entries.models import PRODUCE_STAKE, Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
@@ -130,7 +133,33 @@ class StakeProduceApi(StaffOrInternalTokenApi):
 
 
 class TokenObtainApi(ObtainAuthToken):
-    """Exchange username and password for the API token, rate-limited per client address (password guessing)."""
+    """Exchange username and password for the API token.
+
+    Rate-limited per client address, and locked out per (username, client
+    address) after repeated wrong passwords (entries.lockout): a locked-out
+    request gets 429 ``login_locked_out`` and no token, whatever the password.
+    """
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+
+    @extend_schema_serializer(component_name="AuthToken")
+    class Input(AuthTokenSerializer):
+        # Player's own bound: a longer name matches nobody, and must not reach the lock-out records.
+        username = serializers.CharField(label="Username", write_only=True, max_length=150)
+
+    serializer_class = Input
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except serializers.ValidationError:
+            if is_locked_out(request):
+                raise lockout_error() from None
+            raise
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if isinstance(exc, LoginLockedOut):
+            response[RETRY_AFTER_HEADER] = str(exc.details["retry_after_seconds"])
+        return response

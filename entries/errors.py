@@ -11,6 +11,12 @@ class PlayerBanned(PermissionDenied):
     default_message = "This player is banned and cannot submit ballots."
 
 
+class LoginLockedOut(ApplicationError):
+    code = "login_locked_out"
+    status_code = 429
+    default_message = "Too many failed logins for this username from this address; try again later."
+
+
 class BallotLimitReached(Conflict):
     code = "ballot_limit_reached"
     default_message = "The player already has the maximum number of ballots in this lottery."

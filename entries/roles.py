@@ -6,7 +6,8 @@ of permissions below; ``tests/entries/test_roles.py`` checks that the
 database's groups match it, so a change here needs a migration beside it.
 
 - **support** answers players: sees players, ballots, stakes, lotteries and
-  draws, and bans and unbans.
+  draws, bans and unbans, and lifts a login lock-out (deletes its access
+  attempt).
 - **operations** runs the platform: closes lotteries (and forces an early
   close), replays parked outbox events and dead letters, produces test
   stakes, and sets the pool games' terms.
@@ -37,8 +38,18 @@ _SCHEDULE_VIEWS = [
     "django_celery_beat.view_clockedschedule",
 ]
 
+_LOGIN_VIEWS = ["axes.view_accessattempt", "axes.view_accesslog", "axes.view_accessfailurelog"]
+
 ROLES: dict[str, list[str]] = {
-    SUPPORT: [*_PLAYER_VIEWS, *_LOTTERY_VIEWS, *_DRAW_VIEWS, "entries.ban_player", "entries.unban_player"],
+    SUPPORT: [
+        *_PLAYER_VIEWS,
+        *_LOTTERY_VIEWS,
+        *_DRAW_VIEWS,
+        "entries.ban_player",
+        "entries.unban_player",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
+    ],
     OPERATIONS: [
         *_LOTTERY_VIEWS,
         *_DRAW_VIEWS,
@@ -59,6 +70,7 @@ ROLES: dict[str, list[str]] = {
         *_DRAW_VIEWS,
         *_OUTBOX_VIEWS,
         *_SCHEDULE_VIEWS,
+        *_LOGIN_VIEWS,
         "auth.view_group",
         "auth.view_permission",
     ],

@@ -4,7 +4,9 @@ Grouped by concern; every variable is listed in the README. Nothing here
 reads a file: a deployment is configured by its environment alone.
 """
 
+import ipaddress
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +14,7 @@ from zoneinfo import ZoneInfo
 import dj_database_url
 import django_stubs_ext
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 # Django's and DRF's generic classes (ModelAdmin[Player], ...) at run time.
@@ -84,6 +87,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_prometheus",
+    "axes",
     "entries",
     "lotteries",
     "draws",
@@ -94,6 +98,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login that axes locked out into its 429 answer (entries.lockout), inside Prometheus' count.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -123,6 +130,11 @@ TEMPLATES = [
 ]
 
 AUTH_USER_MODEL = "entries.Player"
+# axes first: it refuses a locked-out (username, address) pair before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -135,6 +147,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "lottery_site" / "static"]
 STORAGES: dict[str, dict[str, str]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -320,6 +333,23 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),
 }
 
+# --- Logins: lock-out after repeated wrong passwords (django-axes, entries.lockout) ----
+
+# Admin's login form and POST /api/v1/auth/token alike: LOGIN_FAILURE_LIMIT wrong
+# passwords for one username from one client address lock that pair out until
+# LOGIN_COOLOFF_MINUTES pass without an attempt. Counted in PostgreSQL (AccessAttempt).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# The address throttling uses too: REMOTE_ADDR, or X-Forwarded-For's API_NUM_PROXIES-th from the right.
+AXES_CLIENT_IP_CALLABLE = "lottery_site.clients.client_address"
+AXES_LOCKOUT_CALLABLE = "entries.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lottery platform API",
     "DESCRIPTION": "Daily lotteries, ballots, verifiable draws and awards.",
@@ -329,6 +359,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # validatorUrl null: the page never calls swagger.io's validator (nor does the CSP let it).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
@@ -344,7 +376,47 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# --- HTTPS, the browser's content policy, /metrics -----------------------
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# TLS ends at a proxy in front: trust its X-Forwarded-Proto (only if it sets or strips the client's own).
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Probes and scrapes from inside the cluster speak plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+# Sent on HTTPS responses only.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+
+# Every page (admin, Swagger UI) runs only this host's own scripts and styles: nothing inline, no CDN.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# /metrics answers callers from these networks, or with "Authorization: Bearer METRICS_TOKEN".
+METRICS_ALLOWED_CIDRS = env_list(
+    "METRICS_ALLOWED_CIDRS", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+)
+for _network in METRICS_ALLOWED_CIDRS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {_network!r} is not a network") from None
+METRICS_TOKEN = env_str("METRICS_TOKEN")

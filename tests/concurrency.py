@@ -69,10 +69,15 @@ class ManagePy:
         return returncode, self._out.read(), self._err.read()
 
     def stop(self, timeout: float = 30) -> tuple[int, str, str]:
-        """SIGTERM, then wait."""
+        """SIGTERM, then wait; a process that outlives ``timeout`` is killed (never left behind) and fails."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, out, err = self.wait(timeout)
+            raise AssertionError(f"did not stop within {timeout} s of SIGTERM; killed.\n{out}\n{err}") from None
 
 
 def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagePy:

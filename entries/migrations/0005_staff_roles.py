@@ -23,6 +23,8 @@ ROLES = {
         "draws.view_lotteryaward",
         "entries.ban_player",
         "entries.unban_player",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
     ],
     "operations": [
         "lotteries.view_lottery",
@@ -63,6 +65,9 @@ ROLES = {
         "django_celery_beat.view_intervalschedule",
         "django_celery_beat.view_solarschedule",
         "django_celery_beat.view_clockedschedule",
+        "axes.view_accessattempt",
+        "axes.view_accesslog",
+        "axes.view_accessfailurelog",
         "auth.view_group",
         "auth.view_permission",
     ],
@@ -99,6 +104,7 @@ class Migration(migrations.Migration):
         ("draws", "0003_draw_immutable"),
         ("outbox", "0005_staff_permissions"),
         ("django_celery_beat", "0014_remove_clockedschedule_enabled"),
+        ("axes", "0008_accessfailurelog"),
     ]
 
     operations = [migrations.RunPython(create_roles, remove_roles)]

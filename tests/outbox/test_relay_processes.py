@@ -115,7 +115,9 @@ def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_
         write_events(2000, keys, per_transaction=20)
         wait_until_published(90)
     finally:
-        outputs = [stop(relay) for relay in relays]
+        stopped = [relay.stop() for relay in relays]  # every one, before any assertion
+    outputs = [out for _, out, _ in stopped]
+    assert [code for code, _, _ in stopped] == [0, 0], [err for _, _, err in stopped]
 
     messages = read_messages(kafka_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=2000, timeout=30)
     assert len(messages) == 2000  # nothing lost, and with no crash nothing doubled
