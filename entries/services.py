@@ -344,7 +344,7 @@ def stake_produce(*, message: dict[str, Any], actor: Player | None) -> ProducedS
             .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
         )
     except KafkaError as error:
-        kafka.forget_producer_if_stale(error)
+        kafka.recover_producer(error)
         raise BrokerUnavailable(details={"error": type(error).__name__}) from None
     logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
     return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

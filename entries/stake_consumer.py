@@ -241,7 +241,8 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
             try:
                 result = handle_batch(records)
             except (DatabaseError, KafkaError) as error:
-                kafka.forget_producer_if_stale(error)
+                if isinstance(error, KafkaError):
+                    kafka.recover_producer(error)
                 for tp, partition_records in polled.items():
                     consumer.seek(tp, partition_records[0].offset)
                 delay = backoff.next_delay()

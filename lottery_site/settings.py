@@ -247,7 +247,7 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5, minimum=1)
 OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 5, minimum=1)
 # Longest a relay task drains before it hands over to a fresh task.
 OUTBOX_TASK_BUDGET_SECONDS = env_int("OUTBOX_TASK_BUDGET_SECONDS", 20, minimum=1)
-OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 30, minimum=1)
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 10, minimum=1)
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0)
 # Award and draw events are kept for audit (about seven years by default).
 OUTBOX_AUDIT_RETENTION_DAYS = env_int("OUTBOX_AUDIT_RETENTION_DAYS", 2557, minimum=0)

@@ -15,29 +15,52 @@ from django.conf import settings
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import (
-    InvalidProducerEpochError,
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    InvalidTopicError,
     KafkaError,
-    OutOfOrderSequenceNumberError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
     TopicAlreadyExistsError,
-    UnknownProducerIdError,
 )
 
 logger = logging.getLogger(__name__)
 
-# The broker no longer knows this producer's id or sequence (a restarted
-# broker forgets them): the producer must be rebuilt, then it can carry on.
-PRODUCER_STATE_ERRORS = (UnknownProducerIdError, OutOfOrderSequenceNumberError, InvalidProducerEpochError)
+# The only errors that are a message's own: the same message fails again on
+# any producer and any broker (too large, invalid). Everything else -- a
+# broker that is down or restarting, a producer that the broker forgot
+# (UnknownProducerIdError) or that kafka-python marked fatal, a timeout, an
+# error without a code -- is trouble of the broker or of the producer: the
+# producer is rebuilt, the relay backs off, and no event is blamed for it.
+MESSAGE_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+    InvalidTimestampError,
+    InvalidTopicError,
+)
 
 _lock = threading.Lock()
 _producer: KafkaProducer | None = None
 _producer_pid: int | None = None
 
 
+def is_message_error(error: BaseException) -> bool:
+    """True only when the error is the message's own (too large, invalid), never the broker's or the producer's.
+
+    A ``ValueError`` or ``TypeError`` from ``send()`` is kafka-python refusing
+    the message's key, value or headers before anything reaches the network.
+    """
+    if isinstance(error, KafkaError):
+        return isinstance(error, MESSAGE_ERRORS)
+    return isinstance(error, ValueError | TypeError)
+
+
 def is_broker_trouble(error: BaseException) -> bool:
-    """True when the error says the broker is unreachable or unwell, not that the message is bad."""
-    if isinstance(error, PRODUCER_STATE_ERRORS):
-        return True
-    return isinstance(error, KafkaError) and bool(getattr(error, "retriable", False))
+    """True for every error that is not the message's own: back off, rebuild the producer, blame no event."""
+    return not is_message_error(error)
 
 
 def producer() -> KafkaProducer:
@@ -76,9 +99,17 @@ def reset_producer() -> None:
             logger.debug("closing a stale producer failed", exc_info=error)
 
 
-def forget_producer_if_stale(error: BaseException) -> None:
-    """After an error that says the broker forgot this producer (a restart), build a new one next time."""
-    if isinstance(error, PRODUCER_STATE_ERRORS) or isinstance(error.__cause__, PRODUCER_STATE_ERRORS):
+def recover_producer(error: BaseException) -> None:
+    """After a failed send, drop the producer unless the message alone was at fault; the next use builds it anew.
+
+    A producer that met broker trouble may be in a state it never leaves by
+    itself: an id the restarted broker forgot, an epoch bump the broker
+    refused (kafka-python then marks it fatal), a sender stuck on a dead
+    connection. A fresh producer costs one bootstrap; a stuck one costs every
+    send until the process restarts. Used by every user of the shared
+    producer: the relay, the stake consumer's dead letters and the stake door.
+    """
+    if not is_message_error(error):
         reset_producer()
 
 

@@ -162,7 +162,7 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
     )
     if broker_error is not None:
         metrics.broker_unavailable_total.inc()
-        kafka.forget_producer_if_stale(broker_error)  # a restarted broker forgot our producer id
+        kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
         raise BrokerUnavailable(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
 
@@ -171,7 +171,11 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
     """Send rows in order; return (acknowledged rows, per-event failures, broker error if any).
 
     After a row fails on its own, the later rows of its key are not sent in
-    this batch: they stay pending behind it.
+    this batch: they stay pending behind it. A failure counts against an
+    event only when it is the event's own (``kafka.is_message_error``) and the
+    broker was otherwise well: with broker trouble in the batch, or several
+    events failing and none acknowledged, nobody is blamed and the relay
+    backs off instead.
     """
     try:
         producer = kafka.producer()
@@ -221,6 +225,14 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
         else:
             failures[row.id] = f"{type(problem).__name__}: {problem}"
         first_failure.setdefault(row.key, row.id)  # nothing later of this key is marked ahead of it
+    if failures and broker_error is None and not acknowledged and len(failures) > 1:
+        broker_error = KafkaError(
+            f"{len(failures)} events failed and none was acknowledged: {next(iter(failures.values()))}"
+        )
+    if broker_error is not None:
+        return acknowledged, {}, broker_error  # the broker was unwell: no attempt counts against an event
+    if failures:
+        kafka.reset_producer()  # the next attempt of a failed event uses a fresh producer
     return acknowledged, failures, broker_error
 
 

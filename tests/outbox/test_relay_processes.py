@@ -126,3 +126,29 @@ def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_
     # Both ran side by side to the end; which one published what depends on
     # who held the earlier rows of each key, and is not for the test to fix.
     assert all("relay stopped" in out for out in outputs)
+
+
+def test_a_long_lived_producer_recovers_from_a_broker_restart_without_parking_anything(own_broker):
+    # given a producer that has published, as a Celery pool process's has
+    keys = [f"restart-{n}" for n in range(40)]
+    write_events(40, keys)
+    while relay_batch().claimed:
+        pass
+    assert not OutboxEvent.objects.exclude(state="published").exists()
+
+    # when the broker restarts, forgetting every producer id, and events keep coming
+    own_broker.stop()
+    own_broker.start()
+    OutboxEvent.objects.all().delete()
+    write_events(400, keys)
+    deadline = time.monotonic() + 60
+    while OutboxEvent.objects.exclude(state="published").exists() and time.monotonic() < deadline:
+        try:
+            relay_batch()
+        except BrokerUnavailable:
+            time.sleep(0.5)  # what the task's pause does, shortened
+
+    # then everything is published by the same process, and no event was blamed for the broker's amnesia
+    assert set(OutboxEvent.objects.order_by().values_list("state", "attempts").distinct()) == {("published", 0)}
+    messages = read_messages(own_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=400, timeout=30)
+    assert_per_key_order(messages, keys, per_key=10)
