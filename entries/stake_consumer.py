@@ -30,6 +30,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
+from lottery_site.resilience import Outage, drop_database_connection
 from outbox import kafka
 from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
 from outbox.models import DeadLetter, InboxMessage
@@ -231,6 +232,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
         request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
     )
     backoff = Backoff()
+    outages = {"database": Outage(logger, "PostgreSQL"), "kafka": Outage(logger, "Kafka")}
     try:
         while not should_stop():
             polled = consumer.poll(timeout_ms=500)
@@ -243,13 +245,19 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
             except (DatabaseError, KafkaError) as error:
                 if isinstance(error, KafkaError):
                     kafka.recover_producer(error)
+                    outage = outages["kafka"]
+                else:
+                    drop_database_connection()  # a restarted server left it dead
+                    outage = outages["database"]
                 for tp, partition_records in polled.items():
                     consumer.seek(tp, partition_records[0].offset)
                 delay = backoff.next_delay()
-                logger.warning("stake batch failed, retrying in %.1f s: %s", delay, error)
+                outage.failed(error, retry_in=delay)
                 _sleep(delay, should_stop)
                 continue
             backoff.reset()
+            for outage in outages.values():
+                outage.recovered()
             offsets = {
                 TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(partition_records[-1].offset + 1, "", -1)
                 for tp, partition_records in polled.items()

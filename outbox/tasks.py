@@ -4,7 +4,10 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from kafka.errors import KafkaError
 
+from outbox.events import TOPICS
+from outbox.kafka import ensure_topics
 from outbox.relay import Backoff, BrokerUnavailable, drain
 from outbox.services import purge_published, redis_client, relay_run_drained
 
@@ -28,6 +31,10 @@ def relay_outbox() -> int:
     if redis.exists(PAUSED_KEY):
         return 0
     try:
+        if redis.exists(FAILURES_KEY):
+            # The broker was down: it may have come back empty. Create the topics with
+            # KAFKA_TOPIC_PARTITIONS before a send auto-creates them with the broker's default.
+            ensure_topics(TOPICS)
         result = drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS)
         if result.more:
             relay_outbox.delay()  # hand the rest to a fresh task rather than hog this worker
@@ -36,7 +43,7 @@ def relay_outbox() -> int:
         # events whose kick came while the flag was still set.
         relay_run_drained()
         published = result.published + drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS).published
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, KafkaError) as error:
         backoff = Backoff()
         backoff.failures = int(redis.incr(FAILURES_KEY)) - 1
         redis.expire(FAILURES_KEY, 3600)

@@ -1,3 +1,4 @@
+import logging
 import signal
 import time
 from argparse import ArgumentParser
@@ -5,12 +6,19 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from kafka.errors import KafkaError
 
+from lottery_site.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics
 from outbox.relay import Backoff, BrokerUnavailable, drain
+
+logger = logging.getLogger("outbox.relay")
+
+# How often a running relay checks that its topics still exist, even with no
+# error seen (a broker may restart empty while the outbox is idle).
+TOPICS_CHECK_SECONDS = 30.0
 
 
 class Command(BaseCommand):
@@ -30,21 +38,35 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         backoff = Backoff()
-        topics_ready = False
+        kafka_outage, database_outage = Outage(logger, "Kafka"), Outage(logger, "PostgreSQL")
+        topics_ready, topics_checked = False, 0.0
         while not self.stopping:
             try:
-                if not topics_ready:
+                if not topics_ready or time.monotonic() - topics_checked > TOPICS_CHECK_SECONDS:
+                    # Again after every broker outage: a broker that lost its topics must not
+                    # auto-create them with its own partition count on our first send.
                     ensure_topics(TOPICS)
-                    topics_ready = True
+                    topics_ready, topics_checked = True, time.monotonic()
                 result = drain(budget_seconds=5, should_stop=lambda: self.stopping)
             except (BrokerUnavailable, KafkaError) as error:
                 if options["once"]:
                     raise CommandError(f"Kafka is unavailable: {error}") from error
+                topics_ready = False
                 delay = backoff.next_delay()
-                self.stderr.write(f"Kafka unavailable ({error}); retrying in {delay:.1f} s")
+                kafka_outage.failed(error, retry_in=delay)
+                self._sleep(delay)
+                continue
+            except DatabaseError as error:
+                if options["once"]:
+                    raise CommandError(f"PostgreSQL is unavailable: {error}") from error
+                drop_database_connection()
+                delay = backoff.next_delay()
+                database_outage.failed(error, retry_in=delay)
                 self._sleep(delay)
                 continue
             backoff.reset()
+            kafka_outage.recovered()
+            database_outage.recovered()
             if result.published or result.failed:
                 self.stdout.write(f"published {result.published}, failed {result.failed}")
             if options["once"] and not result.more:
