@@ -102,7 +102,12 @@ def test_the_stake_consumer_carries_on_after_a_postgresql_restart(own_postgres):
         wait_for(lambda: own_postgres.query(applied)[0][0] == 30, 60, "the first stakes")
 
         # Stakes keep coming while the server restarts, so the consumer meets it mid-batch.
-        sender = threading.Thread(target=lambda: [send(n, 1) or time.sleep(0.02) for n in range(30, 230)])
+        def trickle() -> None:
+            for n in range(30, 230):
+                send(n, 1)
+                time.sleep(0.02)
+
+        sender = threading.Thread(target=trickle)
         sender.start()
         own_postgres.restart()
         sender.join(60)
