@@ -17,4 +17,5 @@ RUN useradd --system --no-create-home lottery
 USER lottery
 
 EXPOSE 8000
-CMD ["gunicorn", "lottery_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+# Address, workers, threads (GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS), access log and request limits.
+CMD ["gunicorn", "--config", "gunicorn.conf.py"]

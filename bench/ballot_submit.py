@@ -366,6 +366,7 @@ def gunicorn(args: argparse.Namespace, tmp: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, **_common.bench_env(DB_NAME)}
     env.pop("LOG_LEVEL", None)  # the server logs as the application does by default
+    env["GUNICORN_ACCESS_LOG"] = ""  # gunicorn.conf.py (read from the root) would log every request
     command = [
         str(_common.ROOT / ".venv" / "bin" / "gunicorn"),
         "lottery_site.wsgi:application",

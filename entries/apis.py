@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +22,7 @@ from entries.lockout import RETRY_AFTER_HEADER, is_locked_out, lockout_error
 from entries.models import PRODUCE_STAKE, Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
+from lottery_site.parsers import JSONParser
 from lottery_site.permissions import StaffOrInternalTokenApi
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -142,6 +144,8 @@ class TokenObtainApi(ObtainAuthToken):
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+    # DRF's view parses with its own JSONParser; this one is the API's (depth and size limits).
+    parser_classes = [FormParser, MultiPartParser, JSONParser]
 
     @extend_schema_serializer(component_name="AuthToken")
     class Input(AuthTokenSerializer):

@@ -1,16 +1,30 @@
-"""API plumbing shared by every app: the error shape, pagination, JSON 404/500.
+"""API plumbing shared by every app: the error shape, pagination, JSON 400/403/404/500 and CSRF failures.
 
-Every error leaves the API as ``{"error": {"code", "message", "details"}}``.
+Every error leaves the API as ``{"error": {"code", "message", "details"}}``:
+DRF's exceptions through ``exception_handler``, Django's own refusals
+through the handlers below (``urls.py``, ``CSRF_FAILURE_VIEW``), and
+whatever else under ``/api/`` through ``lottery_site.middleware.ApiErrorMiddleware``.
 """
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
+from django.utils.log import log_response
+from django.views import csrf, defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -33,12 +47,63 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
+# The code of an error known only by its status (an HTML page from Django turned into the shape).
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    411: "length_required",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error",
+}
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def is_api_request(request: HttpRequest) -> bool:
+    """True under /api/, where every answer is JSON (admin and the rest keep Django's pages)."""
+    path = request.path_info
+    return path == "/api" or path.startswith("/api/")
+
+
+def json_error(code: str, message: str, status_code: int, details: dict[str, Any] | None = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+def json_error_for_status(status_code: int) -> JsonResponse:
+    """The error shape for a bare status: its stable code if it has one, and the status's phrase."""
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    return json_error(STATUS_CODES.get(status_code, "error"), f"{phrase}.", status_code)
+
+
+def suspicious_request_error(exception: SuspiciousOperation) -> tuple[str, str, int, dict[str, Any]]:
+    """(code, message, status, details) for what Django refuses as a suspicious request."""
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return "request_too_large", "The request body is too large.", 413, {"max_bytes": limit}
+    if isinstance(exception, TooManyFieldsSent):
+        maximum = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return "malformed_request", "The form has too many fields.", 400, {"limit": "fields", "max": maximum}
+    if isinstance(exception, TooManyFilesSent):
+        maximum = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return "malformed_request", "The form has too many files.", 400, {"limit": "files", "max": maximum}
+    if isinstance(exception, DisallowedHost):
+        return "invalid_host", "The Host header names a host this service does not serve.", 400, {}
+    return "bad_request", "The request was refused as malformed or suspicious.", 400, {}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render domain and DRF errors in the one error shape.
+    """Render domain and DRF errors, and Django's refusals of a body (too big, too many fields), in the one shape.
 
     Anything else is left to Django (a real 500, logged with its traceback):
     bad input never reaches that far because serializers and services raise
@@ -46,6 +111,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+
+    if isinstance(exc, SuspiciousOperation):
+        return _suspicious_response(exc, context.get("request"))
 
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -70,22 +138,62 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _suspicious_response(exc: SuspiciousOperation, request: Request | HttpRequest | None) -> Response:
+    """What Django refuses while reading a body (too big, too many form fields), logged by django.security."""
+    code, message, status_code, details = suspicious_request_error(exc)
+    response = Response(error_body(code, message, details), status=status_code)
+    log_response(
+        str(exc),
+        exception=exc,
+        request=request._request if isinstance(request, Request) else request,
+        response=response,
+        level="error",
+        logger=logging.getLogger(f"django.security.{exc.__class__.__name__}"),
+    )
+    return response
+
+
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
 
+# Django's error handlers (urls.py): the shape under /api/, Django's pages elsewhere (admin).
+
+
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not is_api_request(request):
+        return defaults.bad_request(request, exception or SuspiciousOperation())
+    if isinstance(exception, SuspiciousOperation):
+        code, message, status_code, details = suspicious_request_error(exception)
+        return json_error(code, message, status_code, details)
+    return json_error("bad_request", "The request is malformed.", status.HTTP_400_BAD_REQUEST)
+
+
+def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if not is_api_request(request):
+        return defaults.permission_denied(request, exception or DjangoPermissionDenied())
+    return json_error("permission_denied", "You do not have permission to perform this action.", 403)
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """404 in the API's error shape under /api/, Django's page elsewhere (admin)."""
-    if not request.path.startswith("/api/"):
+    if not is_api_request(request):
         return defaults.page_not_found(request, exception or Http404())
-    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:
-    if not request.path.startswith("/api/"):
+    if not is_api_request(request):
         return defaults.server_error(request)
-    return JsonResponse(
-        error_body("internal_error", "An unexpected error occurred; it has been logged."),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    return json_error(
+        "internal_error", "An unexpected error occurred; it has been logged.", status.HTTP_500_INTERNAL_SERVER_ERROR
     )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: ``csrf_failed`` under /api/, Django's page elsewhere."""
+    if not is_api_request(request):
+        return csrf.csrf_failure(request, reason)
+    message = f"CSRF verification failed: {reason}" if reason else "CSRF verification failed."
+    return json_error("csrf_failed", message, status.HTTP_403_FORBIDDEN)

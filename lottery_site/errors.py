@@ -37,3 +37,25 @@ class Conflict(ApplicationError):
     code = "conflict"
     status_code = 409
     default_message = "The request conflicts with the current state."
+
+
+class MalformedRequest(ApplicationError):
+    """The body cannot be read as the API's JSON: not UTF-8, not JSON, or over a structural limit."""
+
+    code = "malformed_request"
+    status_code = 400
+    default_message = "The request body is not valid JSON."
+
+
+class RequestTooLarge(ApplicationError):
+    code = "request_too_large"
+    status_code = 413
+    default_message = "The request body is too large."
+
+
+class CsrfFailed(ApplicationError):
+    """A session-authenticated write without a valid CSRF token (token-authenticated calls need none)."""
+
+    code = "csrf_failed"
+    status_code = 403
+    default_message = "CSRF verification failed."

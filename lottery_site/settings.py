@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Above every middleware that reads the Host header or the body: /api/ answers stay JSON.
+    "lottery_site.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -112,6 +114,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "lottery_site.urls"
+# A failed CSRF check answers in the API's error shape under /api/ (Django's page elsewhere).
+CSRF_FAILURE_VIEW = "lottery_site.api.csrf_failure"
 WSGI_APPLICATION = "lottery_site.wsgi.application"
 
 TEMPLATES = [
@@ -309,11 +313,11 @@ if DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "lottery_site.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": _RENDERERS,
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["lottery_site.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "lottery_site.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -349,6 +353,13 @@ AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_CLIENT_IP_CALLABLE = "lottery_site.clients.client_address"
 AXES_LOCKOUT_CALLABLE = "entries.lockout.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
+
+# Request bodies. Bigger than this: 413 request_too_large (Django's setting; admin forms too).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# JSON bodies are refused (400 malformed_request) past these, before they are parsed.
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32, minimum=1)
+API_JSON_MAX_KEYS = env_int("API_JSON_MAX_KEYS", 1000, minimum=1)
+API_JSON_MAX_NUMBER_LENGTH = env_int("API_JSON_MAX_NUMBER_LENGTH", 100, minimum=20)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lottery platform API",

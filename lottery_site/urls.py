@@ -40,5 +40,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="prometheus-django-metrics"),
 ]
 
+handler400 = "lottery_site.api.json_bad_request"
+handler403 = "lottery_site.api.json_permission_denied"
 handler404 = "lottery_site.api.json_not_found"
 handler500 = "lottery_site.api.json_server_error"

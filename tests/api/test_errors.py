@@ -1,9 +1,15 @@
 """Every API error has one shape, the right status and a stable code; bad input never gives a 500."""
 
+import json
+from importlib import import_module
 from typing import Any
 
 import pytest
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.test import Client
 from django.urls import reverse
+from django.utils.module_loading import import_string
 from rest_framework.throttling import SimpleRateThrottle
 
 from entries.models import Ballot
@@ -14,7 +20,7 @@ def assert_error(response, status: int, code: str) -> Any:
     """The response is ``{"error": {"code", "message", "details"}}`` with this status and code."""
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
-    body = response.json()
+    body = json.loads(response.content)
     assert list(body) == ["error"]
     assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["code"] == code
@@ -346,3 +352,116 @@ def test_password_guessing_on_the_token_endpoint_is_throttled(api, make_player, 
     statuses = [api.post(reverse("auth-token"), data=g, format="json").status_code for g in guesses]
 
     assert statuses == [400, 400, 400, 429]
+
+
+UNKNOWN_API_PATHS = [
+    "/api",
+    "/api/nope",
+    "/api/v1/nope",
+    "/api/v2/x",
+    "/api/v1/lotteries/abc",
+    "/api/v1/lotteries/99999999999999999999999",
+    "/api/v1/lotteries/1/nope",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", UNKNOWN_API_PATHS)
+def test_unknown_url_under_api_is_a_json_404_in_debug_mode_too(api, settings, path):
+    # given debug mode, where Django answers a 404 with its technical HTML page
+    settings.DEBUG = True
+
+    # then the API still answers in its shape, for a read and for a write
+    assert_error(api.get(path), 404, "not_found")
+    assert_error(api.post(path, data={}, format="json"), 404, "not_found")
+
+
+@pytest.mark.django_db
+def test_the_api_root_without_a_slash_is_a_json_404(api):
+    assert_error(api.get("/api"), 404, "not_found")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_disallowed_host_under_api_is_a_json_400_logged_by_django_security(
+    api, make_lottery, settings, caplog, debug
+):
+    # given a lottery and a caller with the internal token
+    settings.DEBUG = debug
+    lottery = make_lottery()
+
+    # when the request names a host the service does not serve
+    response = api.post(
+        reverse("lottery-close", args=[lottery.pk]),
+        data={"force": True},
+        format="json",
+        HTTP_HOST="evil.example",
+        HTTP_X_INTERNAL_TOKEN=settings.INTERNAL_TOKENS["close"][0],
+    )
+
+    # then it is refused in the shape, logged where Django logs it, and nothing changes
+    assert_error(response, 400, "invalid_host")
+    assert [r.levelname for r in caplog.records if r.name == "django.security.DisallowedHost"] == ["ERROR"]
+    lottery.refresh_from_db()
+    assert lottery.state == Lottery.State.OPEN
+    # outside the API, Django's own page (never a 500)
+    admin = api.get("/admin/login/", HTTP_HOST="evil.example")
+    assert admin.status_code == 400
+    assert not admin["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.django_db
+def test_a_session_write_without_its_csrf_token_is_a_json_403_csrf_failed(make_player, make_lottery):
+    # given a staff member signed in with a session (as in Swagger UI), and an open lottery
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_player(roles=["operations"]))
+    lottery = make_lottery()
+    path = reverse("lottery-close", args=[lottery.pk])
+
+    # when they force a close without the CSRF token
+    refused = client.post(path, data='{"force": true}', content_type="application/json")
+
+    # then it is refused in the shape and nothing changes
+    assert_error(refused, 403, "csrf_failed")
+    lottery.refresh_from_db()
+    assert lottery.state == Lottery.State.OPEN
+    # and with the token, the same session closes it
+    client.get("/admin/")  # a page with a form sets the CSRF cookie
+    accepted = client.post(
+        path,
+        data='{"force": true}',
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value,
+    )
+    assert accepted.status_code == 200, accepted.content
+
+
+def test_djangos_csrf_failure_view_answers_in_the_shape_under_api_only(rf, settings):
+    view = import_string(settings.CSRF_FAILURE_VIEW)
+
+    api_response = view(rf.post("/api/v1/lotteries/1/close"), reason="CSRF cookie not set.")
+    admin_response = view(rf.post("/admin/login/"), reason="CSRF cookie not set.")
+
+    assert_error(api_response, 403, "csrf_failed")
+    assert admin_response.status_code == 403
+    assert not admin_response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    ("status", "exception", "code"),
+    [
+        (400, SuspiciousOperation("odd"), "bad_request"),
+        (400, DisallowedHost("evil.example"), "invalid_host"),
+        (400, RequestDataTooBig("big"), "request_too_large"),
+        (403, DjangoPermissionDenied(), "permission_denied"),
+    ],
+)
+def test_djangos_error_handlers_answer_in_the_shape_under_api_only(rf, settings, status, exception, code):
+    handler = import_string(getattr(import_module(settings.ROOT_URLCONF), f"handler{status}"))
+
+    api_response = handler(rf.get("/api/v1/lotteries"), exception)
+    admin_response = handler(rf.get("/admin/"), exception)
+
+    assert_error(api_response, 413 if code == "request_too_large" else status, code)
+    assert admin_response.status_code == status
+    assert not admin_response["Content-Type"].startswith("application/json")

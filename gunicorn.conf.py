@@ -1,0 +1,30 @@
+"""gunicorn's settings for the web service: ``gunicorn --config gunicorn.conf.py`` (the Dockerfile's command).
+
+gunicorn also reads this file by itself when started from this directory.
+Address, workers and threads come from the environment; the request limits
+below are enforced by gunicorn before Django sees the request (README,
+"What is refused before Django sees it"). Any setting can still be
+overridden on the command line or in ``GUNICORN_CMD_ARGS``.
+"""
+
+import os
+
+wsgi_app = "lottery_site.wsgi:application"
+bind = [os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT') or 8000}"]
+workers = int(os.environ.get("GUNICORN_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+# Access log on stdout; GUNICORN_ACCESS_LOG="" turns it off (the benchmarks do).
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# No gunicornc control socket (gunicorn 25.1 and later make one in $HOME, which
+# the image's user does not have, and which two servers on one machine would share).
+control_socket_disable = True
+
+# Refused by gunicorn itself with its own short plain-text answer: 414 for the
+# request line, 431 for the header fields (older gunicorn releases say 400).
+# A request line (method, path and query string, version) longer than this;
+# the API's longest are a few hundred bytes.
+limit_request_line = 4094
+# More header fields than this (browsers send about 15, a proxy adds a few).
+limit_request_fields = 50
+# One header field, name and value, longer than this (a session cookie is far shorter).
+limit_request_field_size = 8190
