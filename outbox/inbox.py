@@ -5,6 +5,7 @@ messages, so what the database says was received, applied, duplicated or
 dead-lettered is always what happened.
 """
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -50,12 +51,28 @@ class Refusal:
     reason: str
     error: str
 
+    @property
+    def digest(self) -> str:
+        return message_digest(self.key, self.value, self.headers)
+
+
+def message_digest(key: bytes | None, value: bytes, headers: dict[str, str]) -> str:
+    """sha256 over a message's key, value and headers, each part length-prefixed so no two messages collide."""
+    digest = hashlib.sha256()
+    encoded_headers = json.dumps(headers, sort_keys=True, separators=(",", ":")).encode()
+    for part in (b"" if key is None else b"k" + key, value, encoded_headers):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
 
 def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusal]:
     """Store refusals as dead letters; return those not stored before (a redelivery is not new).
 
     One statement per refusal: refusals are the rare case, and each needs to
-    know whether its (topic, partition, offset) was already there.
+    know whether it was already there. A message is identified by its
+    (topic, partition, offset) and the digest of its key, value and headers:
+    a different message at a reused offset (a recreated topic) is new.
     """
     new: list[Refusal] = []
     with connection.cursor() as cursor:
@@ -63,12 +80,24 @@ def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusa
             cursor.execute(
                 """
                 INSERT INTO outbox_deadletter
-                    (consumer, topic, partition, "offset", key, value, headers, reason, error, status, created_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', now())
-                ON CONFLICT (topic, partition, "offset") WHERE status = 'open' DO NOTHING
+                    (consumer, topic, partition, "offset", digest, key, value, headers, reason, error, status,
+                     created_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', now())
+                ON CONFLICT (topic, partition, "offset", digest) WHERE status = 'open' DO NOTHING
                 RETURNING id
                 """,
-                [consumer, r.topic, r.partition, r.offset, r.key, r.value, json.dumps(r.headers), r.reason, r.error],
+                [
+                    consumer,
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.digest,
+                    r.key,
+                    r.value,
+                    json.dumps(r.headers),
+                    r.reason,
+                    r.error,
+                ],
             )
             if cursor.fetchone() is not None:
                 new.append(r)

@@ -92,6 +92,8 @@ class DeadLetter(models.Model):
     key = models.BinaryField(null=True, blank=True)
     value = models.BinaryField()
     headers = models.JSONField(default=dict, blank=True)
+    # sha256 of the message's key, value and headers (outbox.inbox.message_digest).
+    digest = models.CharField(max_length=64)
     reason = models.CharField(max_length=64)
     error = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
@@ -104,9 +106,11 @@ class DeadLetter(models.Model):
         constraints = [
             # A redelivered bad message is the same dead letter, not a second one;
             # a replayed letter steps aside, so a replay that fails again opens a new one.
+            # Offsets alone do not identify a message: a recreated topic, or a broker
+            # that lost its log, hands the same offsets to new messages.
             models.UniqueConstraint(
                 name="dead_letter_once_per_message",
-                fields=["topic", "partition", "offset"],
+                fields=["topic", "partition", "offset", "digest"],
                 condition=Q(status="open"),
             ),
         ]

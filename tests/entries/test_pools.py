@@ -204,3 +204,20 @@ def test_two_transactions_opening_a_pool_for_the_same_new_game_one_retries_and_j
         pools_enter(stakes=[late])
     pool = Lottery.objects.get(game_id="race-game")
     assert (pool.state, pool.pot, pool.ballots.count()) == ("open", Decimal("3.00"), 2)
+
+
+def test_a_new_bad_message_at_a_reused_offset_is_dead_lettered_and_a_redelivery_is_not(kafka_broker):
+    # given a malformed message at offset 40, dead-lettered
+    first = Record(settings.STAKES_TOPIC, 0, 40, b"g", b"{not json", [("messageType", b"player.stakeCreated")])
+    handle_batch([first])
+
+    # when the topic is recreated and a different malformed message lands at the same offset,
+    # and the first incarnation's message is also redelivered
+    second = Record(settings.STAKES_TOPIC, 0, 40, b"g", b'{"stakeId": 1}', [("messageType", b"player.stakeCreated")])
+    handle_batch([second, first])
+
+    # then both are dead letters, the redelivery is a duplicate, and the counters balance
+    letters = DeadLetter.objects.filter(offset=40).order_by("id")
+    assert [bytes(letter.value) for letter in letters] == [b"{not json", b'{"stakeId": 1}']
+    totals = counters_total(consumer="stakes")
+    assert (totals["received"], totals["dead_lettered"], totals["duplicate"]) == (3, 2, 1)

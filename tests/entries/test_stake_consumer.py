@@ -199,3 +199,40 @@ def test_a_thousand_stakes_with_duplicates_and_malformed_ones_balance_and_every_
     assert {(m.headers["original-partition"], m.headers["original-offset"]) for m in dlq} == {
         (str(d.partition), str(d.offset)) for d in DeadLetter.objects.all()
     }
+
+
+class _Crash(BaseException):
+    """The process dying: not an error the consumer may catch."""
+
+
+def test_a_crash_between_the_database_commit_and_the_offset_commit_has_no_double_effect(settings, monkeypatch):
+    from entries import stake_consumer
+
+    settings.STAKES_CONSUMER_GROUP = f"crash-{uuid.uuid4().hex[:8]}"
+    good = [stake(player=f"crash-{n}", game="crash-game") for n in range(3)]
+    produce([*good, b"{not json"])
+    committed = []
+
+    def crash_before_the_offset_commit(self, offsets=None):
+        committed.append(offsets)
+        raise _Crash
+
+    # when the consumer applies the batch, commits the database, then dies before committing offsets
+    with monkeypatch.context() as patch:
+        patch.setattr(KafkaConsumer, "commit", crash_before_the_offset_commit)
+        with pytest.raises(_Crash):
+            stake_consumer.consume(should_stop=lambda: False)
+    assert committed, "the crash was not reached"
+    assert Stake.objects.filter(stake_id__in=[s["stakeId"] for s in good]).count() == 3
+
+    # then a new consumer of the group gets the batch again, and its effect stays single
+    batches: list[Any] = []
+    stake_consumer.consume(should_stop=lambda: bool(batches), on_batch=batches.append)
+
+    assert batches[0].total("received") == 4 and batches[0].total("duplicate") == 4
+    assert Stake.objects.filter(stake_id__in=[s["stakeId"] for s in good]).count() == 3
+    assert DeadLetter.objects.filter(topic=settings.STAKES_TOPIC).count() == 1
+    dead_letter_topic = read_messages(settings.KAFKA_BOOTSTRAP_SERVERS[0], [settings.STAKES_DLQ_TOPIC], expect=1)
+    assert len(dead_letter_topic) == 1  # produced once
+    totals = counters_total(consumer="stakes")
+    assert (totals["received"], totals["applied"], totals["duplicate"], totals["dead_lettered"]) == (8, 3, 4, 1)
