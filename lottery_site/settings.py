@@ -255,6 +255,12 @@ OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 10, minimum=1
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0)
 # Award and draw events are kept for audit (about seven years by default).
 OUTBOX_AUDIT_RETENTION_DAYS = env_int("OUTBOX_AUDIT_RETENTION_DAYS", 2557, minimum=0)
+# The consumers' inbox (applied message ids) must outlive the consumed topics'
+# retention (Kafka's default is 7 days) plus the longest lag a consumer may
+# have: a message redelivered after its id was forgotten would apply twice.
+INBOX_RETENTION_DAYS = env_int("INBOX_RETENTION_DAYS", 30, minimum=1)
+# Replayed (resolved) dead letters; open ones are never purged.
+DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 90, minimum=1)
 
 # Pools (stake-driven lotteries). A game without its own PoolGame row in admin uses these.
 POOL_SIZE = env_int("POOL_SIZE", 3, minimum=2)
@@ -301,6 +307,10 @@ CELERY_BEAT_SCHEDULE = {
     "purge-outbox": {
         "task": "outbox.tasks.purge_outbox",
         "schedule": crontab(minute="17"),
+    },
+    "purge-consumer-records": {
+        "task": "outbox.tasks.purge_consumer_records",
+        "schedule": crontab(minute="37"),
     },
 }
 

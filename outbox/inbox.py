@@ -7,17 +7,23 @@ dead-lettered is always what happened.
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from lottery_site.authorization import require_permission
-from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter
+from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter, InboxMessage
+
+logger = logging.getLogger(__name__)
 
 
 def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -161,3 +167,36 @@ def dead_letters_replay(*, ids: Iterable[int], actor: AbstractUser | None) -> Co
             )
             outcomes[replayer(letter)] += 1
     return outcomes
+
+
+# --- Retention ---------------------------------------------------------------
+
+PURGE_BATCH_SIZE = 5000
+
+
+def inbox_purge(*, now: datetime | None = None, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Forget applied message ids older than INBOX_RETENTION_DAYS, in bounded batches; returns how many.
+
+    A message redelivered after its id was forgotten would apply twice, so the
+    retention must outlive the consumed topics' own (``retention.ms``) plus the
+    longest lag a consumer may have: see the README.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.INBOX_RETENTION_DAYS)
+    return _purge(InboxMessage.objects.filter(received_at__lt=cutoff).order_by("received_at"), batch_size)
+
+
+def dead_letters_purge(*, now: datetime | None = None, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete replayed dead letters older than DEAD_LETTER_RETENTION_DAYS; open ones are never purged."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.DEAD_LETTER_RETENTION_DAYS)
+    letters = DeadLetter.objects.filter(status=DeadLetter.Status.REPLAYED, replayed_at__lt=cutoff)
+    return _purge(letters.order_by("replayed_at"), batch_size)
+
+
+def _purge(rows: QuerySet[Any], batch_size: int) -> int:
+    deleted = 0
+    while ids := list(rows.values_list("pk", flat=True)[:batch_size]):
+        count, _ = rows.model.objects.filter(pk__in=ids).delete()
+        deleted += count
+    if deleted:
+        logger.info("consumer records purged", extra={"table": rows.model._meta.db_table, "deleted": deleted})
+    return deleted

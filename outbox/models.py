@@ -69,6 +69,7 @@ class InboxMessage(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(name="inbox_once_per_consumer", fields=["consumer", "message_id"])]
+        indexes = [models.Index(name="inbox_by_age", fields=["received_at"])]  # the retention purge
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.message_id}"

@@ -7,6 +7,7 @@ from django.conf import settings
 from kafka.errors import KafkaError
 
 from outbox.events import TOPICS
+from outbox.inbox import dead_letters_purge, inbox_purge
 from outbox.kafka import ensure_topics
 from outbox.relay import Backoff, BrokerUnavailable, drain
 from outbox.services import purge_published, redis_client, relay_run_drained
@@ -58,3 +59,9 @@ def relay_outbox() -> int:
 @shared_task(ignore_result=True)
 def purge_outbox() -> int:
     return purge_published()
+
+
+@shared_task(ignore_result=True)
+def purge_consumer_records() -> int:
+    """The consumers' inbox past INBOX_RETENTION_DAYS, and replayed dead letters past DEAD_LETTER_RETENTION_DAYS."""
+    return inbox_purge() + dead_letters_purge()
