@@ -311,6 +311,10 @@ def player_unban(*, player_id: int, reason: str, actor: Player | None) -> Player
 
 # --- Stakes (the test door) -------------------------------------------------
 
+# The door creates the stakes topic (and its DLQ) itself before it sends, so a
+# broker that restarted empty never auto-creates it with another partition count.
+_stake_topics = kafka.TopicGuard(lambda: [settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
+
 
 @dataclass(frozen=True)
 class ProducedStake:
@@ -333,6 +337,7 @@ def stake_produce(*, message: dict[str, Any], actor: Player | None) -> ProducedS
     except StakeRefused as refused:
         raise InvalidStake(refused.message, details={"reason": refused.reason}) from None
     try:
+        _stake_topics.ensure()
         metadata = (
             kafka.producer()
             .send(
@@ -345,6 +350,7 @@ def stake_produce(*, message: dict[str, Any], actor: Player | None) -> ProducedS
         )
     except KafkaError as error:
         kafka.recover_producer(error)
+        _stake_topics.stale()
         raise BrokerUnavailable(details={"error": type(error).__name__}) from None
     logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
     return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

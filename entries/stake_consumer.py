@@ -25,7 +25,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
@@ -219,7 +219,6 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
     inbox finds it already applied.
     """
     consumer = KafkaConsumer(
-        settings.STAKES_TOPIC,
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
         client_id=f"{settings.KAFKA_CLIENT_ID}-stakes",
         group_id=settings.STAKES_CONSUMER_GROUP,
@@ -229,12 +228,24 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
         heartbeat_interval_ms=settings.KAFKA_HEARTBEAT_INTERVAL_MS,
         max_poll_records=settings.STAKES_MAX_POLL_RECORDS,
         fetch_max_wait_ms=100,
+        metadata_max_age_ms=settings.KAFKA_METADATA_MAX_AGE_MS,
+        allow_auto_create_topics=False,  # a deleted topic comes back from ensure_topics, with our partition count
         request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
     )
     backoff = Backoff()
     outages = {"database": Outage(logger, "PostgreSQL"), "kafka": Outage(logger, "Kafka")}
+    topics = kafka.TopicGuard(lambda: [settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
+    subscription = _StakesSubscription(consumer)
     try:
         while not should_stop():
+            try:
+                topics.ensure()  # at start, after broker trouble, and now and then
+            except KafkaError as error:
+                delay = backoff.next_delay()
+                outages["kafka"].failed(error, retry_in=delay)
+                _sleep(delay, should_stop)
+                continue
+            subscription.check()
             polled = consumer.poll(timeout_ms=500)
             records = [record for partition_records in polled.values() for record in partition_records]
             if not records:
@@ -245,6 +256,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
             except (DatabaseError, KafkaError) as error:
                 if isinstance(error, KafkaError):
                     kafka.recover_producer(error)
+                    topics.stale()
                     outage = outages["kafka"]
                 else:
                     drop_database_connection()  # a restarted server left it dead
@@ -279,6 +291,53 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
                 on_batch(result)
     finally:
         consumer.close(autocommit=False)
+
+
+class _StakesSubscription(ConsumerRebalanceListener):
+    """The consumer's subscription to the stakes topic, renewed when the topic changes under it.
+
+    The client sees a topic's new partitions, or a recreated topic (a new
+    topic id), within KAFKA_METADATA_MAX_AGE_MS. kafka-python then
+    rebalances, but a broker may hand back the old assignment (Tansu does),
+    so a change renews the subscription: every member joins anew and the new
+    partitions are assigned. A recreated topic starts its offsets again, so
+    the committed ones mean nothing there: its partitions are read from the
+    beginning, which the inbox makes harmless.
+    """
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+        self.known: tuple[Any, frozenset[int]] | None = None
+        self.rewind = False
+        consumer.subscribe([settings.STAKES_TOPIC], listener=self)
+
+    def check(self) -> None:
+        topic = settings.STAKES_TOPIC
+        partitions = frozenset(self.consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            return  # no metadata yet, or the topic is gone for now
+        current = (self.consumer._client.cluster.topic_id(topic), partitions)
+        if self.known is not None and current != self.known:
+            recreated = current[0] != self.known[0]
+            logger.info(
+                "stakes topic %s: %d partitions now, %s; rejoining the group",
+                topic,
+                len(partitions),
+                "recreated (reading it from the beginning)" if recreated else "partitions added",
+                extra={"topic": topic, "partitions": len(partitions), "recreated": recreated},
+            )
+            self.rewind = self.rewind or recreated
+            self.consumer.unsubscribe()
+            self.consumer.subscribe([topic], listener=self)
+        self.known = current
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.rewind and assigned:
+            self.consumer.seek_to_beginning(*assigned)
+            self.rewind = False
 
 
 def _sleep(seconds: float, should_stop: Any) -> None:

@@ -278,6 +278,12 @@ STAKES_CONSUMER_GROUP = env_str("STAKES_CONSUMER_GROUP", "lottery_service_consum
 KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 6000, minimum=1000)
 KAFKA_HEARTBEAT_INTERVAL_MS = env_int("KAFKA_HEARTBEAT_INTERVAL_MS", 2000, minimum=100)
 STAKES_MAX_POLL_RECORDS = env_int("STAKES_MAX_POLL_RECORDS", 500, minimum=1)
+# How often a consumer refreshes topic metadata, so it sees partitions added to
+# (or a topic recreated with more partitions under) its subscription.
+KAFKA_METADATA_MAX_AGE_MS = env_int("KAFKA_METADATA_MAX_AGE_MS", 10000, minimum=1000)
+# How often a long-running process checks that its topics still exist (a broker
+# that restarted empty would otherwise auto-create them with its own partition count).
+KAFKA_TOPICS_CHECK_SECONDS = env_int("KAFKA_TOPICS_CHECK_SECONDS", 30, minimum=1)
 # Port of the consumer process's own /metrics (0: none).
 STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
 

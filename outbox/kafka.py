@@ -9,7 +9,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from kafka import KafkaAdminClient, KafkaProducer
@@ -82,6 +83,9 @@ def producer() -> KafkaProducer:
                 max_block_ms=timeout,
                 bootstrap_timeout_ms=timeout,
                 reconnect_backoff_max_ms=2000,
+                # Topics are created by the platform (TopicGuard, ensure_topics) with
+                # KAFKA_TOPIC_PARTITIONS, never by a send with the broker's default.
+                allow_auto_create_topics=False,
             )
             _producer_pid = os.getpid()
         return _producer
@@ -135,3 +139,30 @@ def ensure_topics(topics: Iterable[str], *, partitions: int | None = None) -> li
         return missing
     finally:
         admin.close()
+
+
+class TopicGuard:
+    """Makes sure a process's topics exist, with KAFKA_TOPIC_PARTITIONS, before it relies on them.
+
+    A broker that restarted empty auto-creates a topic on the first send or
+    subscription, with its own default partition count. So a process checks
+    its topics when it starts, again after any broker trouble (``stale()``),
+    and every KAFKA_TOPICS_CHECK_SECONDS in case an outage went unnoticed.
+    ``ensure()`` raises when the broker is down, like ``ensure_topics``.
+    """
+
+    def __init__(self, topics: Callable[[], Iterable[str]]) -> None:
+        self._topics = topics  # read when checked: settings may change (tests do)
+        self._checked: float | None = None
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        with self._lock:
+            due = self._checked is None or time.monotonic() - self._checked > settings.KAFKA_TOPICS_CHECK_SECONDS
+            if due:
+                ensure_topics(self._topics())
+                self._checked = time.monotonic()
+
+    def stale(self) -> None:
+        with self._lock:
+            self._checked = None

@@ -122,7 +122,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     port = int(settings.KAFKA_BOOTSTRAP_SERVERS[0].rsplit(":", 1)[1])
     broker = Broker(tmp_path_factory.mktemp("kafka") / "tansu.log", port=port).start()
     try:
-        ensure_topics(TOPICS)
+        ensure_topics([*TOPICS, settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
         yield broker
     finally:
         reset_producer()

@@ -236,3 +236,39 @@ def test_a_crash_between_the_database_commit_and_the_offset_commit_has_no_double
     assert len(dead_letter_topic) == 1  # produced once
     totals = counters_total(consumer="stakes")
     assert (totals["received"], totals["applied"], totals["duplicate"], totals["dead_lettered"]) == (8, 3, 4, 1)
+
+
+def test_a_stakes_topic_recreated_with_more_partitions_is_consumed_whole(stakes_topic):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    # given a running consumer (metadata refreshed every 2 s here; 10 s by default)
+    consumer = manage_py("consume_stakes", env={**stakes_topic, "KAFKA_METADATA_MAX_AGE_MS": "2000"})
+    try:
+        produce([stake(player="before", game="recreated")])
+        wait_for(lambda: Stake.objects.count() == 1, what="the first stake")
+
+        # when the topic is deleted and comes back with twice the partitions
+        admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
+        try:
+            admin.delete_topics([settings.STAKES_TOPIC])
+            wait_for(lambda: settings.STAKES_TOPIC not in admin.list_topics(), what="the topic's deletion")
+            admin.create_topics([NewTopic(settings.STAKES_TOPIC, num_partitions=6, replication_factor=1)])
+        finally:
+            admin.close()
+        producer = KafkaProducer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, acks="all")
+        for n in range(24):  # four stakes in every partition, the new ones too
+            body = json.dumps(stake(player=f"after-{n}", game="recreated")).encode()
+            producer.send(settings.STAKES_TOPIC, value=body, partition=n % 6,
+                          headers=[("messageType", b"player.stakeCreated")])  # fmt: skip
+        producer.flush()
+        producer.close()
+
+        # then every stake is applied within three times the documented delay (metadata age plus a rebalance)
+        wait_for(lambda: Stake.objects.count() == 25, timeout=3 * (2 + 10), what="the stakes in every partition")
+    finally:
+        stop(consumer)
+    totals = counters_total(consumer="stakes")
+    # The recreated topic is read again from its start: what was seen already is a duplicate, nothing twice applied.
+    assert totals["applied"] == 25
+    assert totals["received"] == totals["applied"] + totals["duplicate"]

@@ -11,14 +11,10 @@ from kafka.errors import KafkaError
 
 from lottery_site.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
-from outbox.kafka import ensure_topics
+from outbox.kafka import TopicGuard
 from outbox.relay import Backoff, BrokerUnavailable, drain
 
 logger = logging.getLogger("outbox.relay")
-
-# How often a running relay checks that its topics still exist, even with no
-# error seen (a broker may restart empty while the outbox is idle).
-TOPICS_CHECK_SECONDS = 30.0
 
 
 class Command(BaseCommand):
@@ -39,19 +35,15 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         backoff = Backoff()
         kafka_outage, database_outage = Outage(logger, "Kafka"), Outage(logger, "PostgreSQL")
-        topics_ready, topics_checked = False, 0.0
+        topics = TopicGuard(lambda: TOPICS)
         while not self.stopping:
             try:
-                if not topics_ready or time.monotonic() - topics_checked > TOPICS_CHECK_SECONDS:
-                    # Again after every broker outage: a broker that lost its topics must not
-                    # auto-create them with its own partition count on our first send.
-                    ensure_topics(TOPICS)
-                    topics_ready, topics_checked = True, time.monotonic()
+                topics.ensure()
                 result = drain(budget_seconds=5, should_stop=lambda: self.stopping)
             except (BrokerUnavailable, KafkaError) as error:
                 if options["once"]:
                     raise CommandError(f"Kafka is unavailable: {error}") from error
-                topics_ready = False
+                topics.stale()
                 delay = backoff.next_delay()
                 kafka_outage.failed(error, retry_in=delay)
                 self._sleep(delay)
