@@ -150,7 +150,7 @@ def contract_server(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFacto
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _schemathesis(server: Server, *headers: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _schemathesis(server: Server, *headers: str, workdir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     command = [
         executable,
@@ -176,10 +176,10 @@ def _schemathesis(server: Server, *headers: str, timeout: float) -> subprocess.C
     ]
     for header in headers:
         command += ["--header", header]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_the_api_keeps_its_openapi_contract_for_anyone_a_player_and_staff(contract_server):
+def test_the_api_keeps_its_openapi_contract_for_anyone_a_player_and_staff(contract_server, tmp_path):
     identities = {
         "anonymous": (),
         "player dave (token)": (f"Authorization: Token {contract_server.tokens['dave']}",),
@@ -191,7 +191,7 @@ def test_the_api_keeps_its_openapi_contract_for_anyone_a_player_and_staff(contra
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"the contract runs took more than {BUDGET_SECONDS} s before {identity}"
         try:
-            done = _schemathesis(contract_server, *headers, timeout=remaining)
+            done = _schemathesis(contract_server, *headers, workdir=tmp_path, timeout=remaining)
         except subprocess.TimeoutExpired as expired:
             output = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
             pytest.fail(f"schemathesis as {identity} overran the {BUDGET_SECONDS} s budget:\n{output}")
