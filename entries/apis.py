@@ -37,7 +37,7 @@ from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
 from entries.stake_messages import MAX_ID_LENGTH
 from lotteries import currencies
-from lotteries.errors import LotteryClosed, LotteryNotFound
+from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lottery_site.errors import ApplicationError
 from lottery_site.fields import Rfc3339DateTimeField, StrictCharField
 from lottery_site.filters import IdFilter, StrictFilterSet
@@ -68,6 +68,7 @@ class BallotSubmitApi(APIView):
         PlayerBanned,
         LotteryNotFound,
         LotteryClosed,
+        StakeRequired,
         BallotLimitReached,
         DuplicateEntry,
         IdempotencyKeyReused,

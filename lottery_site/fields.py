@@ -39,6 +39,7 @@ class MoneyField(serializers.Field):  # type: ignore[type-arg]
         amount, currency = value
         return None if amount is None else format_money(amount, currency)
 
+
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 RFC3339_DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"

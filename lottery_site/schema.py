@@ -123,7 +123,10 @@ class ApiSchema(AutoSchema):
                 "type": "apiKey",
                 "in": "header",
                 "name": INTERNAL_TOKEN_HEADER,
-                "description": "The shared secret of an internal service, instead of a staff token.",
+                "description": (
+                    "An internal service's token for the operation's purpose (INTERNAL_<PURPOSE>_TOKEN), "
+                    "instead of a staff member's token."
+                ),
             }
             self.registry.register_on_missing(
                 schema_component(INTERNAL_TOKEN_SCHEME, scheme, ResolvedComponent.SECURITY_SCHEMA)

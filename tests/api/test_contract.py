@@ -37,7 +37,10 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 BUDGET_SECONDS = 300  # the three runs together
 MAX_EXAMPLES = 25  # per operation and phase
 SEED = 20261122
-INTERNAL_TOKEN = "contract-internal-token"
+INTERNAL_TOKENS = {
+    "INTERNAL_CLOSE_TOKEN": "contract-close-token-0000",
+    "INTERNAL_STAKES_TOKEN": "contract-stakes-token-0000",
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def contract_server(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFacto
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DJANGO_SECURE_COOKIES": "false",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
-        "INTERNAL_CLOSE_TOKEN": INTERNAL_TOKEN,
+        **INTERNAL_TOKENS,
         "REDIS_URL": settings.REDIS_URL,
         "LOG_LEVEL": "ERROR",
         # Throttles out of the way: every rate the platform has (API_THROTTLE_<SCOPE>).

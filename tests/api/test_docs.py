@@ -2,6 +2,7 @@
 
 import json
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -179,18 +180,19 @@ OPERATIONS = [
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
-def _document(client, **headers) -> dict:
-    return json.loads(_body(client.get("/api/schema/", {"format": "json"}, **headers)))
+def _document(client, **headers) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(_body(client.get("/api/schema/", {"format": "json"}, **headers)))
+    return document
 
 
-def _resolve(document: dict, schema: dict) -> dict:
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     return schema
 
 
 @pytest.fixture
-def document(client) -> dict:
+def document(client) -> dict[str, Any]:
     return _document(client)
 
 
@@ -277,7 +279,7 @@ def test_error_descriptions_name_the_codes_of_each_status(document):
     assert "`not_authenticated`" in ballots["401"]["description"]
     assert "`authentication_failed`" in ballots["401"]["description"]
     assert "`player_banned`" in ballots["403"]["description"]
-    for code in ("lottery_closed", "ballot_limit_reached", "duplicate_entry"):
+    for code in ("lottery_closed", "stake_required", "ballot_limit_reached", "duplicate_entry"):
         assert f"`{code}`" in ballots["409"]["description"]
     assert "`idempotency_key_reused`" in ballots["422"]["description"]
     assert "`lottery_not_due`" in close["409"]["description"]
@@ -285,6 +287,7 @@ def test_error_descriptions_name_the_codes_of_each_status(document):
     assert "`request_too_large`" in close["413"]["description"]
     # the close endpoint refuses anonymous callers with 403, not DRF's 401 not_authenticated
     assert "`not_authenticated`" not in close["401"]["description"]
+    assert "`login_locked_out`" in document["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["description"]
     assert ballots["401"]["headers"]["WWW-Authenticate"]["required"] is True
     assert "Retry-After" in ballots["429"]["headers"]
 
@@ -352,7 +355,7 @@ def test_the_idempotency_key_header_documents_its_limits(document):
     assert not pattern.match("has space")
 
 
-def _parameters(document: dict, method: str, path: str) -> dict:
+def _parameters(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     return {p["name"]: p for p in document["paths"][path][method].get("parameters", [])}
 
 
@@ -397,14 +400,14 @@ def test_filters_document_their_formats(document):
 @pytest.mark.django_db
 @pytest.mark.usefixtures("kafka_broker")
 def test_a_real_stake_response_validates_against_the_documented_one(api, document):
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]
 
     operation = document["paths"]["/api/v1/stakes"]["post"]
     body = {"playerId": "42", "gameId": "doc-game", "amount": "1.50", "currency": "EUR"}
     request_schema = {**document, **operation["requestBody"]["content"]["application/json"]["schema"]}
     response_schema = {**document, **operation["responses"]["202"]["content"]["application/json"]["schema"]}
 
-    response = api.post("/api/v1/stakes", body, format="json", HTTP_X_INTERNAL_TOKEN="test-internal-token")
+    response = api.post("/api/v1/stakes", body, format="json", HTTP_X_INTERNAL_TOKEN="test-stakes-token-0000")
 
     assert response.status_code == 202, response.content
     jsonschema.validate(body, request_schema)

@@ -10,7 +10,8 @@ from tests.kafka import read_messages
 
 pytestmark = pytest.mark.django_db
 
-INTERNAL = {"HTTP_X_INTERNAL_TOKEN": "test-internal-token"}
+CLOSE_TOKEN = {"HTTP_X_INTERNAL_TOKEN": "test-internal-token"}  # tests.settings: INTERNAL_CLOSE_TOKEN
+STAKES_TOKEN = {"HTTP_X_INTERNAL_TOKEN": "test-stakes-token-0000"}  # tests.settings: INTERNAL_STAKES_TOKEN
 
 
 @pytest.mark.parametrize("value", ["", "abc", "0", "-1", "1.0", "+1", " 1", "last"])
@@ -100,7 +101,9 @@ def test_close_takes_force_only_as_a_json_boolean_and_changes_nothing_otherwise(
     lottery = make_lottery()
 
     # when the internal service sends force as something other than true or false
-    response = api.post(reverse("lottery-close", args=[lottery.pk]), data={"force": force}, format="json", **INTERNAL)
+    response = api.post(
+        reverse("lottery-close", args=[lottery.pk]), data={"force": force}, format="json", **CLOSE_TOKEN
+    )
 
     # then it is refused, and the lottery is still open with its one transition
     error = assert_error(response, 400, "validation_error")
@@ -134,8 +137,10 @@ def test_a_stake_not_in_its_documented_form_is_400_and_nothing_is_produced(api, 
     game = f"strict-door-{code}-{sorted(change)}-{sorted(map(str, change.values()))}"
 
     # when a stake not in its documented form is sent, then a valid one for the same game
-    refused = api.post(reverse("stake-produce"), data={**STAKE, "gameId": game, **change}, format="json", **INTERNAL)
-    valid = api.post(reverse("stake-produce"), data={**STAKE, "gameId": game}, format="json", **INTERNAL)
+    refused = api.post(
+        reverse("stake-produce"), data={**STAKE, "gameId": game, **change}, format="json", **STAKES_TOKEN
+    )
+    valid = api.post(reverse("stake-produce"), data={**STAKE, "gameId": game}, format="json", **STAKES_TOKEN)
 
     # then the first is refused, saying why, and only the second reached the topic
     error = assert_error(refused, 400, code)
