@@ -9,8 +9,8 @@ responses it can give, each with the one ``Error`` component:
 - 401 when the view authenticates (a wrong ``Authorization`` header is a 401
   even where anyone may call), ``not_authenticated`` too when its permissions
   refuse anonymous callers with DRF's 401;
-- 403 when a permission can refuse, or for a session's unsafe request
-  without its CSRF token;
+- 403 ``permission_denied`` when a permission can refuse, ``csrf_failed``
+  for a session's unsafe request without its CSRF token;
 - 404 ``not_found`` for path ids and pages past the last;
 - 406 ``not_acceptable`` (an ``Accept`` header JSON does not satisfy);
 - 429 ``throttled`` when the view is throttled;
@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import permissions
@@ -43,15 +44,17 @@ GENERIC_CODES: dict[str, str] = {
     "malformed_request": "the body cannot be parsed (not JSON, or nested too deep)",
     "authentication_failed": "the `Authorization` header carries an unknown or malformed token",
     "not_authenticated": "no credentials were given",
-    "permission_denied": "the caller may not do this (or a session's unsafe request lacks its CSRF token)",
+    "permission_denied": "the caller may not do this",
+    "csrf_failed": "a write signed in with a session (not a token) lacks its CSRF token",
     "not_found": "no such id, or a page past the last",
     "not_acceptable": "the `Accept` header asks for something other than JSON",
     "request_too_large": "the body is larger than the platform accepts",
     "unsupported_media_type": "the body's `Content-Type` is not one the operation takes",
     "throttled": "too many requests; `details.retry_after_seconds` says when to retry",
 }
-# Codes that exist but no operation documents: a method the path lacks, a bug.
-UNDOCUMENTED_CODES = ("method_not_allowed", "internal_error")
+# Codes that exist but no operation documents: a method the path lacks, a Host header this service does not
+# serve, a chunked body runserver cannot read, a bug.
+UNDOCUMENTED_CODES = ("method_not_allowed", "invalid_host", "bad_request", "length_required", "internal_error")
 
 # Permissions that only ever ask for an authenticated caller (never refuse one).
 _AUTHENTICATED_ONLY = (permissions.IsAuthenticated, permissions.IsAuthenticatedOrReadOnly)
@@ -65,7 +68,7 @@ def _application_errors(root: type[ApplicationError] = ApplicationError) -> Iter
 
 def error_codes() -> list[str]:
     """Every stable error code: the platform's, DRF's (as ``lottery_site.api`` names them), the domain's."""
-    codes = set(GENERIC_CODES) | set(UNDOCUMENTED_CODES) | set(api._DRF_CODES.values())
+    codes = set(GENERIC_CODES) | set(UNDOCUMENTED_CODES) | set(api._DRF_CODES.values()) | set(api.STATUS_CODES.values())
     codes |= {error.code for error in _application_errors()}
     return sorted(codes)
 
@@ -95,6 +98,12 @@ def error_schema() -> dict[str, Any]:
         },
         "required": ["error"],
     }
+
+
+class ApiSessionScheme(SessionScheme):  # type: ignore[no-untyped-call]
+    """The API's session authentication (its CSRF refusal is ``csrf_failed``) is Django's session cookie."""
+
+    target_class = "lottery_site.authentication.SessionAuthentication"
 
 
 def schema_component(name: str, schema: dict[str, Any], kind: str = ResolvedComponent.SCHEMA) -> Any:
@@ -164,9 +173,10 @@ class ApiSchema(AutoSchema):
             codes[401].append("authentication_failed")
             if refuses_anonymous and drf_denial:
                 codes[401].append("not_authenticated")
-        csrf = not safe and any(isinstance(a, SessionAuthentication) for a in authenticators)
-        if refuses_authenticated or (refuses_anonymous and not drf_denial) or csrf:
+        if refuses_authenticated or (refuses_anonymous and not drf_denial):
             codes[403].append("permission_denied")
+        if not safe and any(isinstance(a, SessionAuthentication) for a in authenticators):
+            codes[403].append("csrf_failed")
 
         if any(p["in"] == "path" for p in parameters) or self._is_paginated():
             codes[404].append("not_found")
