@@ -223,7 +223,7 @@ def test_stakes_and_close_each_document_their_own_body_and_response(document):
 
 @pytest.mark.django_db
 def test_the_error_component_is_the_one_error_shape_with_every_stable_code(document):
-    from lottery_site.api import _DRF_CODES
+    from lottery_site.api import _DRF_CODES, STATUS_CODES
     from lottery_site.errors import ApplicationError
 
     def subclasses(klass):
@@ -239,6 +239,7 @@ def test_the_error_component_is_the_one_error_shape_with_every_stable_code(docum
     codes = set(inner["properties"]["code"]["enum"])
     assert {klass.code for klass in subclasses(ApplicationError)} <= codes
     assert set(_DRF_CODES.values()) <= codes
+    assert set(STATUS_CODES.values()) <= codes
     assert {"request_too_large", "malformed_request", "throttled", "player_banned", "idempotency_key_reused"} <= codes
 
 
@@ -279,6 +280,7 @@ def test_error_descriptions_name_the_codes_of_each_status(document):
     assert "`not_authenticated`" in ballots["401"]["description"]
     assert "`authentication_failed`" in ballots["401"]["description"]
     assert "`player_banned`" in ballots["403"]["description"]
+    assert "`csrf_failed`" in ballots["403"]["description"]
     for code in ("lottery_closed", "stake_required", "ballot_limit_reached", "duplicate_entry"):
         assert f"`{code}`" in ballots["409"]["description"]
     assert "`idempotency_key_reused`" in ballots["422"]["description"]
