@@ -3,10 +3,11 @@
 import json
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
@@ -22,7 +23,8 @@ from draws.selectors import awards_of_day, awards_of_lottery, draw_get
 from draws.services import draw_ballot_ids, draw_verification_stored
 from lotteries.errors import LotteryNotFound
 from lotteries.selectors import lottery_exists
-from lottery_site.fields import MoneyField
+from lottery_site.errors import ApplicationError
+from lottery_site.fields import IsoDateField, MoneyField
 from lottery_site.throttling import AddressScopedRateThrottle
 
 
@@ -65,13 +67,17 @@ class WinnersOfDayApi(ListAPIView[LotteryAward]):
     serializer_class = WinnerOutput
 
     class FilterInput(serializers.Serializer[dict[str, Any]]):
-        date = serializers.DateField(input_formats=["%Y-%m-%d"])
+        date = IsoDateField()
 
-    @extend_schema(parameters=[OpenApiParameter("date", str, required=True, description="YYYY-MM-DD")])
+    @extend_schema(
+        parameters=[OpenApiParameter("date", OpenApiTypes.DATE, required=True, description="The day, YYYY-MM-DD.")]
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[LotteryAward]:
+        if getattr(self, "swagger_fake_view", False):  # the OpenAPI document is built without a request
+            return LotteryAward.objects.none()
         filters = self.FilterInput(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         return awards_of_day(day=filters.validated_data["date"])
@@ -80,8 +86,11 @@ class WinnersOfDayApi(ListAPIView[LotteryAward]):
 class LotteryWinnersApi(ListAPIView[LotteryAward]):
     permission_classes = [AllowAny]
     serializer_class = WinnerOutput
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (LotteryNotFound,)
 
     def get_queryset(self) -> QuerySet[LotteryAward]:
+        if getattr(self, "swagger_fake_view", False):  # the OpenAPI document is built without a request
+            return LotteryAward.objects.none()
         lottery_id = self.kwargs["lottery_id"]
         if not lottery_exists(lottery_id=lottery_id):
             raise LotteryNotFound(details={"lottery_id": lottery_id})
@@ -109,6 +118,7 @@ class DrawOutput(serializers.ModelSerializer[Draw]):
 
 class DrawDetailApi(APIView):
     permission_classes = [AllowAny]
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (DrawNotFound,)
 
     @extend_schema(responses={200: DrawOutput})
     def get(self, request: Request, draw_id: int) -> Response:
@@ -118,10 +128,21 @@ class DrawDetailApi(APIView):
         return Response(DrawOutput(draw).data)
 
 
+class VerificationResultOutput(serializers.Serializer[Any]):
+    """The server's recomputation of the draw."""
+
+    matches = serializers.BooleanField(help_text="All three checks below hold.")
+    commitment_matches = serializers.BooleanField(help_text="sha256(seed) is the published commitment.")
+    entries_digest_matches = serializers.BooleanField(help_text="The sealed ballot ids hash to the entries digest.")
+    winners_match = serializers.BooleanField(help_text="The algorithm picks the published winners.")
+    recomputed_entries_digest = serializers.CharField()
+    recomputed_winning_ballot_ids = serializers.ListField(child=serializers.IntegerField())
+
+
 class VerificationOutput(DrawOutput):
     """Schema of the verification document (``ballot_ids`` is streamed last)."""
 
-    verification = serializers.DictField()
+    verification = VerificationResultOutput()
     ballot_ids = serializers.ListField(child=serializers.IntegerField())
 
     class Meta(DrawOutput.Meta):
@@ -142,6 +163,7 @@ class DrawVerificationApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonRateThrottle, UserRateThrottle, AddressScopedRateThrottle]
     throttle_scope = "verification"
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (DrawNotFound,)
 
     @extend_schema(responses={200: VerificationOutput})
     def get(self, request: Request, draw_id: int) -> StreamingHttpResponse:

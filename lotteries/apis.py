@@ -1,10 +1,10 @@
 """Lottery endpoints: list, detail, close."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
@@ -13,19 +13,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from entries.models import Player
-from lotteries.errors import LotteryNotFound
+from lotteries.errors import LotteryNotDue, LotteryNotFound
 from lotteries.models import CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import lottery_detail, lottery_list
 from lotteries.services import lottery_close
+from lottery_site.errors import ApplicationError
+from lottery_site.fields import StrictBooleanField
+from lottery_site.filters import IsoDateFilter, StrictFilterSet
 from lottery_site.permissions import StaffOrInternalTokenApi
 
 
-class LotteryFilter(django_filters.FilterSet):
+class LotteryFilter(StrictFilterSet):
     kind = django_filters.ChoiceFilter(choices=Lottery.Kind.choices)
     state = django_filters.ChoiceFilter(choices=Lottery.State.choices)
-    date = django_filters.DateFilter(field_name="day")
-    date_from = django_filters.DateFilter(field_name="day", lookup_expr="gte")
-    date_to = django_filters.DateFilter(field_name="day", lookup_expr="lte")
+    date = IsoDateFilter(field_name="day", help_text="The lottery's day, YYYY-MM-DD.")
+    date_from = IsoDateFilter(field_name="day", lookup_expr="gte", help_text="Days from this one on, YYYY-MM-DD.")
+    date_to = IsoDateFilter(field_name="day", lookup_expr="lte", help_text="Days up to this one, YYYY-MM-DD.")
 
     class Meta:
         model = Lottery
@@ -94,6 +97,7 @@ class LotteryListApi(ListAPIView[Lottery]):
 
 class LotteryDetailApi(APIView):
     permission_classes = [AllowAny]
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (LotteryNotFound,)
 
     @extend_schema(responses={200: LotteryDetailOutput})
     def get(self, request: Request, lottery_id: int) -> Response:
@@ -113,10 +117,13 @@ class LotteryCloseApi(StaffOrInternalTokenApi):
 
     required_permission = CLOSE_LOTTERY
     internal_token_purpose = "close"  # noqa: S105 (the name of a purpose, not a secret)
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (LotteryNotFound, LotteryNotDue)
 
+    @extend_schema_serializer(component_name="LotteryCloseInput")
     class Input(serializers.Serializer[dict[str, Any]]):
-        force = serializers.BooleanField(default=False)
+        force = StrictBooleanField(default=False, help_text="Close before the end of the entrance window.")
 
+    @extend_schema_serializer(component_name="LotteryCloseOutput")
     class Output(serializers.Serializer[Any]):
         lottery = LotteryDetailOutput()
         changed = serializers.BooleanField(help_text="False when the lottery was already drawn or cancelled.")

@@ -7,8 +7,9 @@ whatever else under ``/api/`` through ``lottery_site.middleware.ApiErrorMiddlewa
 """
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -19,18 +20,26 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.log import log_response
 from django.views import csrf, defaults
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from lottery_site.errors import ApplicationError
+from lottery_site.fields import QueryIntegerField
 
 logger = logging.getLogger(__name__)
+
+_Model = TypeVar("_Model", bound=Model)
+_Row = TypeVar("_Row")
+
+MAX_PAGE_SIZE = 500
 
 # Stable codes for DRF's own exceptions (their default codes are not all ours).
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
@@ -154,8 +163,40 @@ def _suspicious_response(exc: SuspiciousOperation, request: Request | HttpReques
 
 
 class Pagination(PageNumberPagination):
+    """``page`` and ``page_size`` (at most 500); anything else in them is a 400, a page past the last a 404."""
+
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = MAX_PAGE_SIZE
+    last_page_strings = ()  # "?page=last" is not an integer: refused like any other word
+
+    class Input(serializers.Serializer[dict[str, int]]):
+        page = QueryIntegerField(required=False, min_value=1)
+        page_size = QueryIntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
+
+    def paginate_queryset(
+        self, queryset: QuerySet[_Model, _Row] | Sequence[_Row], request: Request, view: APIView | None = None
+    ) -> list[_Row] | None:
+        given = {name: request.query_params[name] for name in ("page", "page_size") if name in request.query_params}
+        self.Input(data=given).is_valid(raise_exception=True)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "page",
+                "required": False,
+                "in": "query",
+                "description": "A page number, from 1; a page past the last is a 404.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": "page_size",
+                "required": False,
+                "in": "query",
+                "description": f"Results per page (default {self.page_size}, at most {self.max_page_size}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
+        ]
 
 
 # Django's error handlers (urls.py): the shape under /api/, Django's pages elsewhere (admin).

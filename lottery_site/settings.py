@@ -17,6 +17,8 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from lottery_site.converters import DatabaseIdConverter
+
 # Django's and DRF's generic classes (ModelAdmin[Player], ...) at run time.
 django_stubs_ext.monkeypatch()
 
@@ -337,7 +339,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "lottery_site.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Adds every operation's error responses and the internal token scheme.
+    "DEFAULT_SCHEMA_CLASS": "lottery_site.schema.ApiSchema",
     "EXCEPTION_HANDLER": "lottery_site.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
@@ -389,6 +392,10 @@ SPECTACULAR_SETTINGS = {
     # validatorUrl null: the page never calls swagger.io's validator (nor does the CSP let it).
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
+    # Path ids (the "id" converter of lottery_site.urls) are integers within bigint.
+    "PATH_CONVERTER_OVERRIDES": {"id": DatabaseIdConverter.schema},
+    # One name for the lottery states, shared by lotteries and their transitions.
+    "ENUM_NAME_OVERRIDES": {"LotteryStateEnum": "lotteries.models.Lottery.State"},
 }
 
 # --- Logging --------------------------------------------------------------

@@ -16,7 +16,7 @@ def post(api, body, **headers):
 
 
 def test_a_valid_stake_is_produced_to_the_stakes_topic(api, kafka_broker):
-    body = {"stakeId": "door-1", "playerId": "42", "gameId": "door-game", "amount": "7.50", "currency": "eur"}
+    body = {"stakeId": "door-1", "playerId": "42", "gameId": "door-game", "amount": "7.50", "currency": "EUR"}
 
     response = post(api, body, HTTP_X_INTERNAL_TOKEN=TOKEN)
 
