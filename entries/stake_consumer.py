@@ -34,6 +34,8 @@ from lottery_site.resilience import Outage, drop_database_connection
 from outbox import kafka
 from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
 from outbox.models import DeadLetter, InboxMessage
+from outbox.pipeline import CONSUMER as CONSUMER_PROCESS
+from outbox.pipeline import heartbeat
 from outbox.relay import Backoff
 
 logger = logging.getLogger(__name__)
@@ -238,6 +240,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
     subscription = _StakesSubscription(consumer)
     try:
         while not should_stop():
+            heartbeat(CONSUMER_PROCESS)
             try:
                 topics.ensure()  # at start, after broker trouble, and now and then
             except KafkaError as error:

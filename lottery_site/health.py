@@ -9,6 +9,8 @@ from django.http import HttpRequest, JsonResponse
 from kafka import KafkaAdminClient
 from redis import Redis
 
+from outbox.pipeline import pipeline_status
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +48,12 @@ def live(request: HttpRequest) -> JsonResponse:
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    """200 when every dependency answers; 503 naming the ones that failed."""
+    """200 when every dependency of this web process answers; 503 naming the ones that failed.
+
+    The ``pipeline`` section says whether events are moving (``outbox.pipeline``):
+    a degraded pipeline is reported with its reasons but keeps the 200, since
+    a web process can serve while the relay catches up.
+    """
     failed: dict[str, str] = {}
     for name, check in CHECKS.items():
         try:
@@ -55,6 +62,18 @@ def ready(request: HttpRequest) -> JsonResponse:
             # The details (hosts, users) go to the log, not to whoever asks.
             logger.warning("readiness check failed: %s: %s", name, error)
             failed[name] = type(error).__name__
+    pipeline = _pipeline() if "database" not in failed and "redis" not in failed else _PIPELINE_UNKNOWN
     if failed:
-        return JsonResponse({"status": "unavailable", "failed": failed}, status=503)
-    return JsonResponse({"status": "ok", "checks": sorted(CHECKS)})
+        return JsonResponse({"status": "unavailable", "failed": failed, "pipeline": pipeline}, status=503)
+    return JsonResponse({"status": "ok", "checks": sorted(CHECKS), "pipeline": pipeline})
+
+
+_PIPELINE_UNKNOWN: dict[str, object] = {"status": "unknown", "reasons": ["the database or Redis cannot be asked"]}
+
+
+def _pipeline() -> dict[str, object]:
+    try:
+        return pipeline_status().as_json()
+    except Exception as error:  # a probe reports any failure; it must not raise
+        logger.warning("pipeline status unavailable: %s", error)
+        return _PIPELINE_UNKNOWN

@@ -257,6 +257,10 @@ OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 10, minimum=1
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7, minimum=0)
 # Award and draw events are kept for audit (about seven years by default).
 OUTBOX_AUDIT_RETENTION_DAYS = env_int("OUTBOX_AUDIT_RETENTION_DAYS", 2557, minimum=0)
+# Readiness reports the event pipeline as degraded when the oldest pending
+# event is older than this, or the relay's or consumer's heartbeat is older than that.
+OUTBOX_STALL_SECONDS = env_int("OUTBOX_STALL_SECONDS", 60, minimum=1)
+HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 30, minimum=1)
 # The consumers' inbox (applied message ids) must outlive the consumed topics'
 # retention (Kafka's default is 7 days) plus the longest lag a consumer may
 # have: a message redelivered after its id was forgotten would apply twice.

@@ -15,6 +15,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from outbox.models import ConsumerCounter
+from outbox.pipeline import pipeline_status
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,31 @@ class ConsumerCollector(Collector):
         yield family
 
 
+_DEGRADED = ("lottery_pipeline_degraded", "1 when the event pipeline is degraded (see /health/ready)")
+_HEARTBEAT_AGE = ("lottery_heartbeat_age_seconds", "Seconds since a process (relay, consumer) last beat")
+
+
+class PipelineCollector(Collector):
+    """Whether events are moving, as readiness reports it (outbox.pipeline)."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(*_DEGRADED)
+        yield GaugeMetricFamily(*_HEARTBEAT_AGE, labels=["process"])
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            status = pipeline_status()
+        except Exception as error:  # a scrape reports what it can; it must not fail
+            logger.warning("pipeline metrics unavailable", exc_info=error)
+            return
+        yield GaugeMetricFamily(*_DEGRADED, value=float(status.degraded))
+        ages = GaugeMetricFamily(*_HEARTBEAT_AGE, labels=["process"])
+        for process, age in status.heartbeat_age_seconds.items():
+            if age is not None:  # never beaten: no sample, and the pipeline says degraded
+                ages.add_metric([process], age)
+        yield ages
+
+
 _registered = False
 
 
@@ -97,4 +123,5 @@ def register() -> None:
     if not _registered:
         REGISTRY.register(OutboxCollector())
         REGISTRY.register(ConsumerCollector())
+        REGISTRY.register(PipelineCollector())
         _registered = True

@@ -9,6 +9,7 @@ from kafka.errors import KafkaError
 from outbox.events import TOPICS
 from outbox.inbox import dead_letters_purge, inbox_purge
 from outbox.kafka import ensure_topics
+from outbox.pipeline import RELAY, heartbeat
 from outbox.relay import Backoff, BrokerUnavailable, drain
 from outbox.services import purge_published, redis_client, relay_run_drained
 
@@ -28,6 +29,7 @@ def relay_outbox() -> int:
     While the broker is down every run returns at once; the flag stays set
     (it expires) and the sweep resumes the work when the pause ends.
     """
+    heartbeat(RELAY)
     redis = redis_client()
     if redis.exists(PAUSED_KEY):
         return 0

@@ -12,6 +12,7 @@ from kafka.errors import KafkaError
 from lottery_site.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
 from outbox.kafka import TopicGuard
+from outbox.pipeline import RELAY, heartbeat
 from outbox.relay import Backoff, BrokerUnavailable, drain
 
 logger = logging.getLogger("outbox.relay")
@@ -37,6 +38,7 @@ class Command(BaseCommand):
         kafka_outage, database_outage = Outage(logger, "Kafka"), Outage(logger, "PostgreSQL")
         topics = TopicGuard(lambda: TOPICS)
         while not self.stopping:
+            heartbeat(RELAY)
             try:
                 topics.ensure()
                 result = drain(budget_seconds=5, should_stop=lambda: self.stopping)
