@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from kafka.errors import KafkaError
 
@@ -34,6 +34,7 @@ from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lotteries.models import Lottery
 from lottery_site.authorization import require_permission
+from lottery_site.resilience import drop_database_connection
 from outbox import kafka
 from outbox.services import publish
 
@@ -127,9 +128,20 @@ def ballot_submit(
     # Each pass learns one thing from a violated constraint or a deadlock; a
     # pass can only move from "valid" to "rejected", or retry a stale slot or
     # a deadlock victim, so this is short.
-    for _attempt in range(settings.MAX_BALLOTS_PER_PLAYER + 4):
+    reconnected = False
+    for _attempt in range(settings.MAX_BALLOTS_PER_PLAYER + 5):
         try:
             ballot = _submit_once(params, lottery_id=lottery_id, player=player, now=now)
+        except _ConnectionLost as lost:
+            # The server dropped the connection before the commit, so nothing
+            # was written: one retry on a fresh connection (a restarted
+            # server, a failover). A failing COMMIT is never retried: its
+            # outcome is unknown, and a retry could count a stored ballot twice.
+            if reconnected:
+                raise lost.error from None
+            drop_database_connection()
+            reconnected = True
+            continue
         except OperationalError as error:
             # Two conflicting inserts checked against an exclusion constraint
             # at the same moment can deadlock; PostgreSQL aborts one of them.
@@ -168,24 +180,53 @@ def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now
     has one. A refusal raises here, where nothing was written; a violated
     constraint rolls back this attempt only.
     """
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_SUBMIT_SQL, params)
-            row: tuple[Any, ...] | None = cursor.fetchone()
-        if row is not None and row[-1]:
-            return None
-        ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
-        if ballot.status == Ballot.Status.VALID:
-            publish(
-                entry_created(
-                    lottery_id=ballot.lottery_id,
-                    ballot_id=ballot.pk,
-                    player_id=ballot.player_id,
-                    player_external_id=player.external_account_id,
-                    created_at=ballot.created_at,
+    outermost, committing = not connection.in_atomic_block, False
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_SUBMIT_SQL, params)
+                row: tuple[Any, ...] | None = cursor.fetchone()
+            if row is not None and row[-1]:
+                return None
+            ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
+            if ballot.status == Ballot.Status.VALID:
+                publish(
+                    entry_created(
+                        lottery_id=ballot.lottery_id,
+                        ballot_id=ballot.pk,
+                        player_id=ballot.player_id,
+                        player_external_id=player.external_account_id,
+                        created_at=ballot.created_at,
+                    )
                 )
-            )
+            committing = True
+    except (OperationalError, InterfaceError) as error:
+        if outermost and not committing and _connection_lost(error):
+            raise _ConnectionLost(error) from error
+        raise
     return ballot
+
+
+class _ConnectionLost(Exception):
+    """The connection died inside an attempt, before its COMMIT: nothing of the attempt was written."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# SQLSTATEs that say the connection itself is gone: class 08 (connection
+# exception), and the server shutting down or starting (57P01-57P03).
+_CONNECTION_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(error: Error) -> bool:
+    """True when ``error`` says the server dropped the connection (not that the statement failed)."""
+    sqlstate = _sqlstate(error)
+    if sqlstate is not None:
+        return sqlstate.startswith(_CONNECTION_GONE_SQLSTATES)
+    raw = connection.connection
+    return raw is None or bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
 
 
 def _outcome(

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from entries.models import Ballot
-from entries.services import player_ban
+from entries.services import ballot_submit, player_ban
 from lotteries.services import lottery_close
 
 pytestmark = pytest.mark.django_db
@@ -215,3 +215,25 @@ def test_my_ballots_lists_rejected_and_void_ones_too(make_player, make_lottery, 
     voided_at = Ballot.objects.get(player=player).voided_at
     assert voided_at is not None
     assert timezone.now() - timedelta(minutes=1) < voided_at <= timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ballot_whose_connection_died_before_anything_was_written_is_retried_once(make_lottery, make_player):
+    import psycopg
+    from django.db import connection
+
+    # given the server dropped this process's connection (a restart, a failover) while it sat idle
+    lottery, player = make_lottery(), make_player()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = connection.settings_dict
+    address = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+    with psycopg.connect(**address, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    # when the player submits a ballot, then it is stored once, on a fresh connection
+    result = ballot_submit(lottery_id=lottery.pk, player=player)
+
+    assert result.ballot.status == "valid"
+    assert Ballot.objects.filter(lottery=lottery, player=player).count() == 1

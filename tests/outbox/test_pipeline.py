@@ -3,6 +3,7 @@
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -32,7 +33,7 @@ def event(state: str, age: timedelta) -> None:
                                created_at=timezone.now() - age)  # fmt: skip
 
 
-def ready() -> tuple[int, dict]:
+def ready() -> tuple[int, dict[str, Any]]:
     response = Client().get("/health/ready")
     return response.status_code, response.json()
 
