@@ -1,13 +1,15 @@
 """A PostgreSQL cluster of a test's own, which the test may restart without touching the machine's."""
 
+import os
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import psycopg
 
-from tests.concurrency import manage_py
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -25,7 +27,8 @@ class OwnPostgres:
         self.port = _free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/lottery"
 
-    def start(self) -> "OwnPostgres":
+    def start(self, env: dict[str, str] | None = None) -> "OwnPostgres":
+        """Create, start and migrate it; ``env`` is the migrating process's (default: this one's, test settings)."""
         subprocess.run(
             [
                 "/usr/bin/pg_createcluster",
@@ -42,8 +45,19 @@ class OwnPostgres:
         )
         with psycopg.connect(f"postgres://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE lottery")
-        code, _, err = manage_py("migrate", "--no-input", env={"DATABASE_URL": self.url}).wait(120)
-        assert code == 0, err
+        environment = {"DJANGO_SETTINGS_MODULE": "tests.settings", **os.environ, **(env or {})}
+        environment["DATABASE_URL"] = self.url
+        migrated = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input"],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if migrated.returncode != 0:
+            self.drop()
+            raise RuntimeError(f"migrating the cluster failed:\n{migrated.stderr}")
         return self
 
     def restart(self) -> None:
