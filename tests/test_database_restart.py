@@ -5,6 +5,10 @@ Each test runs its processes against a PostgreSQL cluster of its own
 """
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +22,7 @@ from kafka import KafkaProducer
 from outbox.events import LIFECYCLE_TOPIC
 from tests.concurrency import manage_py
 from tests.kafka import read_messages
-from tests.postgres import OwnPostgres
+from tests.postgres import ROOT, OwnPostgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kafka_broker")]
 
@@ -122,3 +126,47 @@ def test_the_stake_consumer_carries_on_after_a_postgresql_restart(own_postgres):
     counted = own_postgres.query("SELECT sum(received), sum(applied), sum(duplicate), sum(dead_lettered)"
                                  " FROM outbox_consumercounter")  # fmt: skip
     assert counted == [(230, 230, 0, 0)]  # received = applied: each stake exactly once
+
+
+def test_a_celery_worker_carries_on_after_a_postgresql_restart(own_postgres):
+    from celery import Celery
+
+    # A Redis database of this test's own for the worker's queue: the suite flushes its usual one.
+    broker_url = "redis://127.0.0.1:6379/9"
+    keys = [f"worker-restart-{uuid.uuid4().hex[:6]}-{n}" for n in range(5)]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "--app", "lottery_site", "worker", "--pool", "prefork", "--concurrency", "1",
+         "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": own_postgres.url,
+             "CELERY_BROKER_URL": broker_url, "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    client = Celery(broker=broker_url)
+    unpublished = "SELECT count(*) FROM outbox_outboxevent WHERE state <> 'published'"
+
+    def relay_until_published(what: str) -> None:
+        deadline = time.monotonic() + 90
+        while own_postgres.query(unpublished)[0][0]:
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            client.send_task("outbox.tasks.relay_outbox")  # what beat's sweep does
+            time.sleep(1)
+
+    try:
+        write_events(own_postgres, keys, per_key=5)
+        relay_until_published("the events written before the restart")
+
+        own_postgres.restart()
+        write_events(own_postgres, keys, per_key=5, first_seq=5)
+        relay_until_published("the events written after the restart")
+        assert worker.poll() is None, "the worker died"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        client.close()
+    messages = read_messages(",".join(settings.KAFKA_BOOTSTRAP_SERVERS), [LIFECYCLE_TOPIC], keys=set(keys),
+                             expect=50, timeout=30)  # fmt: skip
+    for key in keys:
+        assert list(dict.fromkeys(m.value["seq"] for m in messages if m.key == key)) == list(range(10)), err
