@@ -1,8 +1,9 @@
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.contrib.auth.models import Group
 from django.db.models import Model
 from django.http import HttpRequest
 from rest_framework.authtoken.admin import TokenAdmin
@@ -186,3 +187,25 @@ class SuperuserTokenAdmin(TokenAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.has_module_permission(request)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class SuperuserGroupAdmin(GroupAdmin):
+    """A group's permissions are its members' permissions: only superusers create, change or delete groups.
+
+    Staff with ``view_group`` (compliance) still see them. Without this, a staff
+    member holding ``change_group`` could add any permission to a group they
+    belong to, and so to themselves.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_add_permission(request)

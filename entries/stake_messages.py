@@ -8,7 +8,7 @@ letter's ``error`` header: ``unexpected_message_type``, ``invalid_json``,
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -124,4 +124,9 @@ def _moment(raw: Any) -> datetime:
         raise StakeRefused("invalid_field", f"occurredAt {raw!r} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
         raise StakeRefused("invalid_field", "occurredAt must carry a time zone offset")
+    try:
+        # Stored in UTC: a time that leaves years 1 to 9999 there could be written but never read back.
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise StakeRefused("invalid_field", f"occurredAt {raw!r} is out of range") from None
     return moment

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from lottery_site.authorization import may
+from lottery_site.errors import PermissionDenied
 
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 (a header name, not a secret)
 
@@ -72,6 +73,9 @@ class StaffOrInternalTokenApi(APIView):
     permission_classes = [HasPermissionOrInternalToken]
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        if acting_staff(request) is not None:
+            # A staff member is told which permission they lack, as the services tell them.
+            raise PermissionDenied(message, details={"permission": self.required_permission})
         raise exceptions.PermissionDenied(detail=message, code=code)
 
     def actor(self, request: Request) -> AbstractUser | None:

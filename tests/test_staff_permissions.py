@@ -281,3 +281,26 @@ def test_ban_and_unban_services_refuse_a_staff_actor_without_the_permission(role
     player.refresh_from_db()
     banned.refresh_from_db()
     assert (player.is_banned, banned.is_banned) == (False, True)
+
+
+@pytest.mark.parametrize("role", ["support", "compliance", "viewer"])
+def test_a_staff_member_refused_at_an_api_door_is_told_the_permission(
+    role, client_for, staff_in, make_player, make_lottery, enter
+):
+    lottery = _due_lottery(make_player, make_lottery, enter)
+    before = _lottery_state(lottery)
+    client = client_for(staff_in(role))
+    stake = {"stakeId": "s-1", "playerId": "p", "gameId": "g", "amount": "1.00", "currency": "EUR",
+             "occurredAt": "2026-01-01T00:00:00Z"}  # fmt: skip
+
+    close = client.post(reverse("lottery-close", args=[lottery.pk]), {}, format="json")
+    stakes = client.post(reverse("stake-produce"), stake, format="json")
+
+    assert (close.status_code, stakes.status_code) == (403, 403)
+    assert close.json()["error"] | {"message": ""} == {
+        "code": "permission_denied", "message": "", "details": {"permission": "lotteries.close_lottery"}
+    }  # fmt: skip
+    assert stakes.json()["error"]["details"] == {"permission": "entries.produce_stake"}
+    anonymous = APIClient().post(reverse("lottery-close", args=[lottery.pk]), {}, format="json")
+    assert (anonymous.status_code, anonymous.json()["error"]["details"]) == (403, {})  # nobody else is told more
+    assert _lottery_state(lottery) == before

@@ -41,6 +41,7 @@ def test_a_valid_stake_is_produced_to_the_stakes_topic(api, kafka_broker):
         ({"amount": "-1.00"}, "invalid_amount"),
         ({"amount": "1.001"}, "invalid_amount"),
         ({"currency": "XXX"}, "unknown_currency"),
+        ({"occurredAt": "9999-12-31T23:59:59-23:59"}, "invalid_field"),  # year 10000 in UTC
     ],
 )
 def test_an_invalid_stake_is_refused_with_the_consumers_own_reason(api, change, reason):

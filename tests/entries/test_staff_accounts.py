@@ -126,3 +126,52 @@ def test_a_superuser_sees_the_tokens(client, make_player):
 
     assert tokens.status_code == 200
     assert token.key in tokens.content.decode()
+
+
+@pytest.mark.parametrize("codename", ["change_group", "add_group", "delete_group"])
+def test_only_a_superuser_edits_groups_so_staff_cannot_grant_themselves_permissions(client, make_player, codename):
+    """A group's permissions are its members': editing one's own group would be editing one's own permissions."""
+    staff = make_player(is_staff=True)
+    own = Group.objects.create(name="group editors")
+    own.permissions.set(Permission.objects.filter(codename__in=["view_group", codename]))
+    staff.groups.add(own)
+    client.force_login(staff)
+    support = Group.objects.get(name="support")
+    support_permissions = set(support.permissions.values_list("pk", flat=True))
+    everything = [p.pk for p in Permission.objects.all()]
+
+    edit_own = client.post(
+        reverse("admin:auth_group_change", args=[own.pk]), {"name": own.name, "permissions": everything}
+    )
+    edit_role = client.post(
+        reverse("admin:auth_group_change", args=[support.pk]), {"name": "support", "permissions": everything}
+    )
+    add = client.post(reverse("admin:auth_group_add"), {"name": "everything", "permissions": everything})
+    delete = client.post(reverse("admin:auth_group_delete", args=[support.pk]), {"post": "yes"})
+
+    assert (edit_own.status_code, edit_role.status_code, add.status_code, delete.status_code) == (403, 403, 403, 403)
+    staff = Player.objects.get(pk=staff.pk)  # a fresh permission cache
+    assert not staff.has_perm("entries.ban_player")
+    assert set(own.permissions.values_list("codename", flat=True)) == {"view_group", codename}
+    assert set(support.permissions.values_list("pk", flat=True)) == support_permissions
+    assert not Group.objects.filter(name="everything").exists()
+
+
+def test_compliance_sees_the_groups_read_only_and_a_superuser_edits_them(client, make_player):
+    support = Group.objects.get(name="support")
+    ban = Permission.objects.get(codename="ban_player")
+    client.force_login(make_player(roles=["compliance"]))
+
+    listed = client.get(reverse("admin:auth_group_changelist"))
+    page = client.get(reverse("admin:auth_group_change", args=[support.pk])).content.decode()
+
+    assert listed.status_code == 200 and "support" in listed.content.decode()
+    assert 'name="permissions"' not in page  # shown, not editable
+
+    client.force_login(Player.objects.create_superuser(username="root", password="root-password"))
+    response = client.post(
+        reverse("admin:auth_group_change", args=[support.pk]), {"name": "support", "permissions": [ban.pk]}
+    )
+
+    assert response.status_code == 302
+    assert list(support.permissions.all()) == [ban]

@@ -37,6 +37,9 @@ def test_a_good_stake_parses():
         (json.dumps({**GOOD, "stakeId": "a\u0000b"}).encode(), "invalid_field"),
         (json.dumps({**GOOD, "gameId": True}).encode(), "invalid_field"),
         (json.dumps({**GOOD, "occurredAt": "2026-11-23T10:00:00"}).encode(), "invalid_field"),
+        # Valid ISO 8601, but beyond year 9999 (or before year 1) once in UTC: no database row could be read back.
+        (json.dumps({**GOOD, "occurredAt": "9999-12-31T23:59:59-23:59"}).encode(), "invalid_field"),
+        (json.dumps({**GOOD, "occurredAt": "0001-01-01T00:00:00+23:59"}).encode(), "invalid_field"),
         (json.dumps({**GOOD, "currency": "ZZZ"}).encode(), "unknown_currency"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "playerId"}).encode(), "missing_field"),
     ],
