@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,18 @@ class ManagePy:
         self._out.seek(0)
         self._err.seek(0)
         return returncode, self._out.read(), self._err.read()
+
+    def output(self) -> str:
+        """What it wrote to stdout so far (read without moving the file offset it writes at)."""
+        return os.pread(self._out.fileno(), 1 << 20, 0).decode(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        """Wait until its stdout shows ``text`` (a process under load may take seconds to start)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.process.poll() is None, f"exited with {self.process.returncode} before writing {text!r}"
+            assert time.monotonic() < deadline, f"did not write {text!r} within {timeout} s"
+            time.sleep(0.1)
 
     def stop(self, timeout: float = 30) -> tuple[int, str, str]:
         """SIGTERM, then wait; a process that outlives ``timeout`` is killed (never left behind) and fails."""

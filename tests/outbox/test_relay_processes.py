@@ -112,6 +112,8 @@ def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_
     keys = [f"pair-{n}" for n in range(50)]
     relays = [manage_py("relay_outbox") for _ in range(2)]
     try:
+        for relay in relays:  # both relaying before the load starts, so both can stop cleanly
+            relay.wait_for_output("relaying outbox events")
         write_events(2000, keys, per_transaction=20)
         wait_until_published(90)
     finally:

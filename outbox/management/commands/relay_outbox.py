@@ -37,6 +37,8 @@ class Command(BaseCommand):
         backoff = Backoff()
         kafka_outage, database_outage = Outage(logger, "Kafka"), Outage(logger, "PostgreSQL")
         topics = TopicGuard(lambda: TOPICS)
+        self.stdout.write("relaying outbox events (SIGTERM or Ctrl-C to stop)")
+        self.stdout.flush()
         while not self.stopping:
             heartbeat(RELAY)
             try:
