@@ -4,8 +4,9 @@
 responses it can give, each with the one ``Error`` component:
 
 - 400 ``validation_error`` when it takes query parameters, headers or a body;
-  ``malformed_request``, 413 ``request_too_large`` and 415
-  ``unsupported_media_type`` when it takes a body;
+  ``malformed_request`` and 415 ``unsupported_media_type`` when it takes a body;
+- 413 ``request_too_large`` on every operation: a body over the limit is
+  refused before routing, whatever the method;
 - 401 when the view authenticates (a wrong ``Authorization`` header is a 401
   even where anyone may call), ``not_authenticated`` too when its permissions
   refuse anonymous callers with DRF's 401;
@@ -160,8 +161,9 @@ class ApiSchema(AutoSchema):
             codes[400].append("validation_error")
         if has_body:
             codes[400].append("malformed_request")
-            codes[413].append("request_too_large")
             codes[415].append("unsupported_media_type")
+        # Any request under /api/ whose body is over the limit is refused before routing, whatever its method.
+        codes[413].append("request_too_large")
 
         authenticators = view.get_authenticators()
         perms = view.get_permissions()
