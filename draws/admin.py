@@ -6,10 +6,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyAdmin
 from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.services import draw_verify
 from lotteries.currencies import format_money
-from lottery_site.admin_actions import ReadOnlyAdmin
 
 
 def _win_sum(award: LotteryAward) -> str | None:

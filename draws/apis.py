@@ -17,15 +17,15 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from core.errors import ApplicationError
+from core.fields import IsoDateField, MoneyField
+from core.throttling import AddressScopedRateThrottle
 from draws.errors import DrawNotFound
 from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get
 from draws.services import draw_ballot_ids, draw_verification_stored
 from lotteries.errors import LotteryNotFound
 from lotteries.selectors import lottery_exists
-from lottery_site.errors import ApplicationError
-from lottery_site.fields import IsoDateField, MoneyField
-from lottery_site.throttling import AddressScopedRateThrottle
 
 
 class WinnerOutput(serializers.ModelSerializer[LotteryAward]):

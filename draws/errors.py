@@ -1,4 +1,4 @@
-from lottery_site.errors import NotFound
+from core.errors import NotFound
 
 
 class DrawNotFound(NotFound):

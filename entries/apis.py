@@ -22,6 +22,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from core.errors import ApplicationError
+from core.fields import Rfc3339DateTimeField, StrictCharField
+from core.filters import IdFilter, StrictFilterSet
+from core.parsers import JSONParser
+from core.permissions import StaffOrInternalTokenApi
+from core.schema import schema_component
 from entries.errors import (
     BallotLimitReached,
     BrokerUnavailable,
@@ -38,12 +44,6 @@ from entries.services import ballot_submit, stake_produce
 from entries.stake_messages import MAX_ID_LENGTH
 from lotteries import currencies
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
-from lottery_site.errors import ApplicationError
-from lottery_site.fields import Rfc3339DateTimeField, StrictCharField
-from lottery_site.filters import IdFilter, StrictFilterSet
-from lottery_site.parsers import JSONParser
-from lottery_site.permissions import StaffOrInternalTokenApi
-from lottery_site.schema import schema_component
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # 1 to 255 printable ASCII characters, no space

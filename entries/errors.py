@@ -1,4 +1,4 @@
-from lottery_site.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 
 
 class PlayerNotFound(NotFound):

@@ -11,7 +11,7 @@ attempt starts the cool-off again). Failures further apart than the cool-off
 are forgotten. Only the pair is locked: the same username from another
 address, or another username from this one, still gets in, so nobody can lock
 someone else out from elsewhere. The client address is
-``lottery_site.clients.client_address`` (``API_NUM_PROXIES`` aware).
+``core.clients.client_address`` (``API_NUM_PROXIES`` aware).
 """
 
 from typing import Any
@@ -24,8 +24,8 @@ from django.shortcuts import render
 from prometheus_client import Counter
 from rest_framework.request import Request
 
+from core.api import error_body
 from entries.errors import LoginLockedOut
-from lottery_site.api import error_body
 
 lockouts_total = Counter(
     "lottery_login_lockouts_total",

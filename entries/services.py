@@ -14,10 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from kafka.errors import KafkaError
 
+from core.authorization import actor_id, require_permission
+from core.resilience import drop_database_connection
 from entries.errors import (
     BallotLimitReached,
     BanReasonRequired,
@@ -33,8 +36,6 @@ from entries.models import BAN_PLAYER, PRODUCE_STAKE, UNBAN_PLAYER, Ballot, Play
 from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lotteries.models import Lottery
-from lottery_site.authorization import require_permission
-from lottery_site.resilience import drop_database_connection
 from outbox import kafka
 from outbox.services import publish
 
@@ -292,7 +293,7 @@ FOR SHARE
 """
 
 
-def player_ban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBanEvent | None:
+def player_ban(*, player_id: int, reason: str, actor: AbstractUser | None) -> PlayerBanEvent | None:
     """Ban a player and void their valid ballots in lotteries not yet drawn.
 
     Returns the audit event, or ``None`` when the player was already banned
@@ -320,13 +321,17 @@ def player_ban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBa
             player_id=player_id, status=Ballot.Status.VALID, lottery_id__in=lottery_ids
         ).update(status=Ballot.Status.VOID, voided_at=now)
         event = PlayerBanEvent.objects.create(
-            player_id=player_id, action=PlayerBanEvent.Action.BAN, reason=reason, actor=actor, voided_ballots=voided
+            player_id=player_id,
+            action=PlayerBanEvent.Action.BAN,
+            reason=reason,
+            actor_id=actor_id(actor),
+            voided_ballots=voided,
         )
     logger.info("player banned", extra={"player_id": player_id, "voided_ballots": voided})
     return event
 
 
-def player_unban(*, player_id: int, reason: str, actor: Player | None) -> PlayerBanEvent | None:
+def player_unban(*, player_id: int, reason: str, actor: AbstractUser | None) -> PlayerBanEvent | None:
     """Lift a ban. Ballots voided by the ban stay void; the player may enter open lotteries again.
 
     A staff ``actor`` needs ``unban_player``.
@@ -344,7 +349,7 @@ def player_unban(*, player_id: int, reason: str, actor: Player | None) -> Player
                 raise PlayerNotFound(details={"player_id": player_id})
             return None
         event = PlayerBanEvent.objects.create(
-            player_id=player_id, action=PlayerBanEvent.Action.UNBAN, reason=reason, actor=actor
+            player_id=player_id, action=PlayerBanEvent.Action.UNBAN, reason=reason, actor_id=actor_id(actor)
         )
     logger.info("player unbanned", extra={"player_id": player_id})
     return event
@@ -365,7 +370,7 @@ class ProducedStake:
     offset: int
 
 
-def stake_produce(*, message: dict[str, Any], actor: Player | None) -> ProducedStake:
+def stake_produce(*, message: dict[str, Any], actor: AbstractUser | None) -> ProducedStake:
     """Validate a stake as the consumer will, then produce it to the stakes topic, as a game service would.
 
     Keyed by game, so one game's stakes reach the consumer in order. Waits for

@@ -28,9 +28,9 @@ from django.utils import timezone
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
+from core.resilience import Outage, drop_database_connection
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
-from lottery_site.resilience import Outage, drop_database_connection
 from outbox import kafka
 from outbox.inbox import Refusal, Tally, counters_add, dead_letters_store, inbox_claim
 from outbox.models import DeadLetter, InboxMessage

@@ -6,11 +6,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core.admin import acting_player, staff_may
+from core.errors import ApplicationError
 from lotteries.currencies import format_money
 from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_close
-from lottery_site.admin_actions import acting_player, staff_may
-from lottery_site.errors import ApplicationError
 
 
 class TransitionInline(admin.TabularInline[LotteryTransition, Lottery]):

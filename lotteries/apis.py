@@ -12,15 +12,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import ApplicationError
+from core.fields import StrictBooleanField
+from core.filters import IsoDateFilter, StrictFilterSet
+from core.permissions import StaffOrInternalTokenApi
 from entries.models import Player
 from lotteries.errors import LotteryNotDue, LotteryNotFound
 from lotteries.models import CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import lottery_detail, lottery_list
 from lotteries.services import lottery_close
-from lottery_site.errors import ApplicationError
-from lottery_site.fields import StrictBooleanField
-from lottery_site.filters import IsoDateFilter, StrictFilterSet
-from lottery_site.permissions import StaffOrInternalTokenApi
 
 
 class LotteryFilter(StrictFilterSet):

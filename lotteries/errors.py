@@ -1,4 +1,4 @@
-from lottery_site.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound
 
 
 class LotteryNotFound(NotFound):

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.db import copy_rows, next_ids
 from draws import algorithm
 from entries.events import entry_created
 from entries.models import Ballot
@@ -30,7 +31,6 @@ from lotteries import events as lottery_events
 from lotteries.models import Lottery, PoolGame, TransitionSource
 from lotteries.selectors import stakes_for_refund
 from lotteries.services import lottery_today, lottery_transition
-from lottery_site.db import copy_rows, next_ids
 from outbox.events import DomainEvent
 from outbox.services import publish
 

@@ -11,18 +11,18 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.authorization import actor_id, require_permission
 from draws import algorithm
 from draws.models import Draw
 from draws.services import draw_run, seed_store
-from entries.models import Player
 from lotteries import events as lottery_events
 from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound
 from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
 from lotteries.selectors import stakes_for_refund
-from lottery_site.authorization import require_permission
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def lottery_open(
     prize: str,
     winners_count: int = 1,
     source: str = TransitionSource.SYSTEM,
-    actor: Player | None = None,
+    actor: AbstractUser | None = None,
 ) -> Lottery:
     """Create an open lottery and publish its seed commitment.
 
@@ -80,7 +80,9 @@ def lottery_open(
             seed_commitment=algorithm.commitment(seed),
         )
         seed_store(lottery=lottery, seed=seed)
-        LotteryTransition.objects.create(lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor=actor)
+        LotteryTransition.objects.create(
+            lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor_id=actor_id(actor)
+        )
         publish(lottery_events.lottery_opened(lottery))
     logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
     return lottery
@@ -119,7 +121,7 @@ def lottery_close(
     *,
     lottery_id: int,
     source: str,
-    actor: Player | None = None,
+    actor: AbstractUser | None = None,
     force: bool = False,
     now: datetime | None = None,
 ) -> CloseOutcome:
@@ -170,7 +172,7 @@ def lottery_transition(
     to_state: str,
     *,
     source: str,
-    actor: Player | None,
+    actor: AbstractUser | None,
     now: datetime,
     forced: bool = False,
     note: str = "",
@@ -185,7 +187,13 @@ def lottery_transition(
     if updated != 1:
         raise RuntimeError(f"lottery {lottery.pk} left state {from_state} under its lock")
     LotteryTransition.objects.create(
-        lottery=lottery, from_state=from_state, to_state=to_state, source=source, actor=actor, forced=forced, note=note
+        lottery=lottery,
+        from_state=from_state,
+        to_state=to_state,
+        source=source,
+        actor_id=actor_id(actor),
+        forced=forced,
+        note=note,
     )
     lottery.state = to_state
     logger.info(

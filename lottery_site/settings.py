@@ -17,7 +17,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from lottery_site.converters import DatabaseIdConverter
+from core.converters import DatabaseIdConverter
 
 # Django's and DRF's generic classes (ModelAdmin[Player], ...) at run time.
 django_stubs_ext.monkeypatch()
@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "axes",
+    "core",
     "entries",
     "lotteries",
     "draws",
@@ -100,7 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Above every middleware that reads the Host header or the body: /api/ answers stay JSON.
-    "lottery_site.middleware.ApiErrorMiddleware",
+    "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -117,7 +118,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "lottery_site.urls"
 # A failed CSRF check answers in the API's error shape under /api/ (Django's page elsewhere).
-CSRF_FAILURE_VIEW = "lottery_site.api.csrf_failure"
+CSRF_FAILURE_VIEW = "core.api.csrf_failure"
 WSGI_APPLICATION = "lottery_site.wsgi.application"
 
 TEMPLATES = [
@@ -335,17 +336,17 @@ if DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "lottery_site.authentication.SessionAuthentication",
+        "core.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": _RENDERERS,
-    "DEFAULT_PARSER_CLASSES": ["lottery_site.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "lottery_site.api.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # Adds every operation's error responses and the internal token scheme.
-    "DEFAULT_SCHEMA_CLASS": "lottery_site.schema.ApiSchema",
-    "EXCEPTION_HANDLER": "lottery_site.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -373,7 +374,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # The address throttling uses too: REMOTE_ADDR, or X-Forwarded-For's API_NUM_PROXIES-th from the right.
-AXES_CLIENT_IP_CALLABLE = "lottery_site.clients.client_address"
+AXES_CLIENT_IP_CALLABLE = "core.clients.client_address"
 AXES_LOCKOUT_CALLABLE = "entries.lockout.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 

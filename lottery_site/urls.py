@@ -1,28 +1,17 @@
+"""Wiring: every app's URLs, the API documents, the probes and /metrics. No view lives here but the probes."""
+
 from django.contrib import admin
-from django.urls import include, path, register_converter
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from draws.apis import DrawDetailApi, DrawVerificationApi, LotteryWinnersApi, WinnersOfDayApi
-from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, StakeProduceApi, TokenObtainApi
-from lotteries.apis import LotteryCloseApi, LotteryDetailApi, LotteryListApi
-from lottery_site import health, metrics
-from lottery_site.converters import DatabaseIdConverter
+from core import metrics
+from lottery_site import health
 
-register_converter(DatabaseIdConverter, "id")
-
+# The API's version 1, one include per app (each app's urls.py lists its endpoints).
 api_v1 = [
-    path("auth/token", TokenObtainApi.as_view(), name="auth-token"),
-    path("ping", PingApi.as_view(), name="ping"),
-    path("lotteries", LotteryListApi.as_view(), name="lottery-list"),
-    path("lotteries/<id:lottery_id>", LotteryDetailApi.as_view(), name="lottery-detail"),
-    path("lotteries/<id:lottery_id>/close", LotteryCloseApi.as_view(), name="lottery-close"),
-    path("lotteries/<id:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
-    path("lotteries/<id:lottery_id>/winners", LotteryWinnersApi.as_view(), name="lottery-winners"),
-    path("ballots", MyBallotsApi.as_view(), name="my-ballots"),
-    path("stakes", StakeProduceApi.as_view(), name="stake-produce"),
-    path("winners", WinnersOfDayApi.as_view(), name="winners"),
-    path("draws/<id:draw_id>", DrawDetailApi.as_view(), name="draw-detail"),
-    path("draws/<id:draw_id>/verification", DrawVerificationApi.as_view(), name="draw-verification"),
+    path("", include("entries.urls")),
+    path("", include("lotteries.urls")),
+    path("", include("draws.urls")),
 ]
 
 urlpatterns = [
@@ -40,7 +29,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="prometheus-django-metrics"),
 ]
 
-handler400 = "lottery_site.api.json_bad_request"
-handler403 = "lottery_site.api.json_permission_denied"
-handler404 = "lottery_site.api.json_not_found"
-handler500 = "lottery_site.api.json_server_error"
+handler400 = "core.api.json_bad_request"
+handler403 = "core.api.json_permission_denied"
+handler404 = "core.api.json_not_found"
+handler500 = "core.api.json_server_error"

@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from kafka.errors import KafkaError
 
-from lottery_site.admin_actions import ReadOnlyAdmin, acting_player, staff_may
+from core.admin import ReadOnlyAdmin, acting_player, staff_may
 from outbox.inbox import dead_letters_replay
 from outbox.models import REPLAY_DEAD_LETTER, REPLAY_OUTBOX_EVENT, ConsumerCounter, DeadLetter, OutboxEvent
 from outbox.services import replay_failed

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from lottery_site.authorization import require_permission
+from core.authorization import require_permission
 from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter, InboxMessage
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from psycopg.types.json import Jsonb
 from redis import Redis
 from redis.exceptions import RedisError
 
-from lottery_site.authorization import require_permission
-from lottery_site.db import copy_rows
+from core.authorization import require_permission
+from core.db import copy_rows
 from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
 from outbox.models import REPLAY_OUTBOX_EVENT, OutboxEvent
 

@@ -20,12 +20,12 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.errors import PermissionDenied
 from entries.models import Ballot, Player, PlayerBanEvent
 from entries.roles import ROLES
 from entries.services import player_ban, player_unban, stake_produce
 from lotteries.models import Lottery
 from lotteries.services import lottery_close
-from lottery_site.errors import PermissionDenied
 from outbox.inbox import dead_letters_replay
 from outbox.models import DeadLetter, OutboxEvent
 from outbox.services import replay_failed

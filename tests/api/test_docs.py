@@ -225,8 +225,8 @@ def test_stakes_and_close_each_document_their_own_body_and_response(document):
 
 @pytest.mark.django_db
 def test_the_error_component_is_the_one_error_shape_with_every_stable_code(document):
-    from lottery_site.api import _DRF_CODES, STATUS_CODES
-    from lottery_site.errors import ApplicationError
+    from core.api import _DRF_CODES, STATUS_CODES
+    from core.errors import ApplicationError
 
     def subclasses(klass):
         return [klass, *(sub for child in klass.__subclasses__() for sub in subclasses(child))]

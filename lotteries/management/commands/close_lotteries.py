@@ -5,10 +5,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from lotteries.models import Lottery, TransitionSource
 from lotteries.selectors import lotteries_due_ids, lotteries_of_day_ids
 from lotteries.services import lottery_close
-from lottery_site.errors import ApplicationError
 
 
 def _date(value: str) -> date:

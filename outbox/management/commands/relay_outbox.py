@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 from kafka.errors import KafkaError
 
-from lottery_site.resilience import Outage, drop_database_connection
+from core.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
 from outbox.kafka import TopicGuard
 from outbox.pipeline import RELAY, heartbeat

@@ -1,6 +1,6 @@
 """/metrics for Prometheus, for the callers allowed to scrape it.
 
-A caller may scrape when its address (``lottery_site.clients.client_ip``, so
+A caller may scrape when its address (``core.clients.client_ip``, so
 behind ``API_NUM_PROXIES`` proxies the address in front of them) is in
 ``METRICS_ALLOWED_CIDRS``, or when it sends ``Authorization: Bearer`` with
 ``METRICS_TOKEN`` (compared in constant time). Anyone else gets 403 in the
@@ -14,8 +14,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
-from lottery_site.api import error_body
-from lottery_site.clients import client_ip
+from core.api import error_body
+from core.clients import client_ip
 
 
 def _has_token(request: HttpRequest) -> bool:

@@ -17,8 +17,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from lottery_site.authorization import may
-from lottery_site.errors import PermissionDenied
+from core.authorization import may
+from core.errors import PermissionDenied
 
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 (a header name, not a secret)
 
@@ -64,7 +64,7 @@ class StaffOrInternalTokenApi(APIView):
     the internal token a service may present instead. Anyone else gets 403,
     even an anonymous caller (rather than DRF's 401): no player credential
     would help. The view passes ``acting_staff(request)`` to its service,
-    which checks the permission again (``lottery_site.authorization``):
+    which checks the permission again (``core.authorization``):
     pass it ``self.actor(request)``.
     """
 

@@ -11,18 +11,19 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.models import AbstractUser
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from entries.models import Player
-from lottery_site.authorization import may
-from lottery_site.errors import ApplicationError
+from core.authorization import may
+from core.errors import ApplicationError
 
 
-def acting_player(request: HttpRequest) -> Player | None:
+def acting_player(request: HttpRequest) -> AbstractUser | None:
     """The staff member behind an admin request, for audit records."""
-    return request.user if isinstance(request.user, Player) else None
+    user = request.user
+    return user if isinstance(user, AbstractUser) and user.is_authenticated else None
 
 
 def staff_may(request: HttpRequest, permission: str) -> bool:

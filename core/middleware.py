@@ -31,7 +31,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.log import log_response
 
-from lottery_site.api import is_api_request, json_error, json_error_for_status, suspicious_request_error
+from core.api import is_api_request, json_error, json_error_for_status, suspicious_request_error
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import django_filters
 from django import forms
 from drf_spectacular.utils import extend_schema_field
 
-from lottery_site.converters import MAX_ID
-from lottery_site.fields import parse_iso_date
+from core.converters import MAX_ID
+from core.fields import parse_iso_date
 
 
 class StrictFilterSet(django_filters.FilterSet):

@@ -3,7 +3,7 @@
 Every error leaves the API as ``{"error": {"code", "message", "details"}}``:
 DRF's exceptions through ``exception_handler``, Django's own refusals
 through the handlers below (``urls.py``, ``CSRF_FAILURE_VIEW``), and
-whatever else under ``/api/`` through ``lottery_site.middleware.ApiErrorMiddleware``.
+whatever else under ``/api/`` through ``core.middleware.ApiErrorMiddleware``.
 """
 
 import logging
@@ -31,8 +31,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from lottery_site.errors import ApplicationError
-from lottery_site.fields import QueryIntegerField
+from core.errors import ApplicationError
+from core.fields import QueryIntegerField
 
 logger = logging.getLogger(__name__)
 

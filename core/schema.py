@@ -32,9 +32,9 @@ from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
-from lottery_site import api
-from lottery_site.errors import ApplicationError
-from lottery_site.permissions import INTERNAL_TOKEN_HEADER, StaffOrInternalTokenApi
+from core import api
+from core.errors import ApplicationError
+from core.permissions import INTERNAL_TOKEN_HEADER, StaffOrInternalTokenApi
 
 ERROR_COMPONENT = "Error"
 INTERNAL_TOKEN_SCHEME = "internalToken"  # noqa: S105 (a scheme name, not a secret)
@@ -68,7 +68,7 @@ def _application_errors(root: type[ApplicationError] = ApplicationError) -> Iter
 
 
 def error_codes() -> list[str]:
-    """Every stable error code: the platform's, DRF's (as ``lottery_site.api`` names them), the domain's."""
+    """Every stable error code: the platform's, DRF's (as ``core.api`` names them), the domain's."""
     codes = set(GENERIC_CODES) | set(UNDOCUMENTED_CODES) | set(api._DRF_CODES.values()) | set(api.STATUS_CODES.values())
     codes |= {error.code for error in _application_errors()}
     return sorted(codes)
@@ -104,7 +104,7 @@ def error_schema() -> dict[str, Any]:
 class ApiSessionScheme(SessionScheme):  # type: ignore[no-untyped-call]
     """The API's session authentication (its CSRF refusal is ``csrf_failed``) is Django's session cookie."""
 
-    target_class = "lottery_site.authentication.SessionAuthentication"
+    target_class = "core.authentication.SessionAuthentication"
 
 
 def schema_component(name: str, schema: dict[str, Any], kind: str = ResolvedComponent.SCHEMA) -> Any:

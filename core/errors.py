@@ -3,7 +3,7 @@
 Services raise subclasses of ``ApplicationError``; each carries a stable
 ``code`` (part of the API contract), the HTTP status it maps to, a message
 for people and optional structured ``details``. The DRF exception handler in
-``lottery_site.api`` renders every error as
+``core.api`` renders every error as
 ``{"error": {"code", "message", "details"}}``; commands print the message.
 """
 

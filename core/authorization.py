@@ -10,7 +10,7 @@ purpose. Only those trusted paths pass ``None``.
 
 from django.contrib.auth.models import AbstractUser
 
-from lottery_site.errors import PermissionDenied
+from core.errors import PermissionDenied
 
 
 def may(actor: AbstractUser | None, permission: str) -> bool:
@@ -24,3 +24,8 @@ def require_permission(actor: AbstractUser | None, permission: str) -> None:
     """Raise ``PermissionDenied`` (403 ``permission_denied``) unless ``actor`` may use ``permission``."""
     if not may(actor, permission):
         raise PermissionDenied("You do not have the permission this action needs.", details={"permission": permission})
+
+
+def actor_id(actor: AbstractUser | None) -> int | None:
+    """The staff member's key for an audit record (``None``: the platform acted)."""
+    return None if actor is None else int(actor.pk)

@@ -25,7 +25,7 @@ from typing import IO, Any
 from django.conf import settings
 from rest_framework import parsers
 
-from lottery_site.errors import MalformedRequest, RequestTooLarge
+from core.errors import MalformedRequest, RequestTooLarge
 
 # One JSON token after optional whitespace. Strings use the unrolled form
 # (no alternation inside the repetition), so a long string is one fast match.

@@ -3,7 +3,7 @@
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from lottery_site.errors import CsrfFailed
+from core.errors import CsrfFailed
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
