@@ -16,7 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import get_attribute
 
-from lotteries.currencies import format_money
+from core.currencies import format_money
 
 
 @extend_schema_field({"type": "string", "nullable": True, "pattern": r"^\d+(\.\d+)?$", "example": "18.90"})

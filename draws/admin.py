@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdmin
+from core.currencies import format_money
 from draws.models import Draw, DrawVerificationRecord, LotteryAward
 from draws.services import draw_verify
-from lotteries.currencies import format_money
 
 
 def _win_sum(award: LotteryAward) -> str | None:

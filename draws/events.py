@@ -1,7 +1,7 @@
 """AwardCreated (topic lottery.v1.award, key: the lottery id)."""
 
+from core import currencies
 from draws.models import Draw, LotteryAward
-from lotteries import currencies
 from outbox import events
 from outbox.events import DomainEvent
 

@@ -17,11 +17,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from core import currencies
 from draws import algorithm
 from draws.events import award_created
 from draws.models import Draw, DrawVerificationRecord, LotteryAward, LotterySeed
 from entries.models import Ballot
-from lotteries import currencies
 from lotteries.models import Lottery
 from outbox.services import publish
 

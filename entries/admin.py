@@ -10,9 +10,9 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from core.admin import ReadOnlyAdmin, acting_player, reason_action, staff_may
+from core.currencies import format_money
 from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent, Stake
 from entries.services import player_ban, player_unban
-from lotteries.currencies import format_money
 
 # Fields that make or unmake staff: only a superuser may change them.
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")

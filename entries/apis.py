@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from core import currencies
 from core.errors import ApplicationError
 from core.fields import Rfc3339DateTimeField, StrictCharField
 from core.filters import IdFilter, StrictFilterSet
@@ -42,7 +43,6 @@ from entries.models import PRODUCE_STAKE, Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit, stake_produce
 from entries.stake_messages import MAX_ID_LENGTH
-from lotteries import currencies
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

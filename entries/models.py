@@ -13,7 +13,7 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import Q
 
-from lotteries.currencies import format_money
+from core.currencies import format_money
 
 # The staff permissions of this app, as services and views check them.
 BAN_PLAYER = "entries.ban_player"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from lotteries import currencies
+from core import currencies
 
 MESSAGE_TYPE = "player.stakeCreated"
 FIELDS = ("stakeId", "playerId", "gameId", "amount", "currency", "occurredAt")

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import acting_player, staff_may
+from core.currencies import format_money
 from core.errors import ApplicationError
-from lotteries.currencies import format_money
 from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, PoolGame, TransitionSource
 from lotteries.services import lottery_close
 

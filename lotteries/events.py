@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from typing import Any
 
+from core import currencies
 from draws.models import Draw
-from lotteries import currencies
 from lotteries.models import Lottery
 from lotteries.selectors import RefundStake
 from outbox import events

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from core.currencies import format_money
 from draws.models import Draw, LotteryAward
 from entries.models import Player, Stake
 from entries.stake_consumer import Record, handle_batch
-from lotteries.currencies import format_money
 from lotteries.models import Lottery
 from lotteries.pools import pool_expire
 from lotteries.services import lottery_close
