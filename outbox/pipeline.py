@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
-from outbox.services import redis_client
+from outbox.coordination import redis_client
 
 logger = logging.getLogger(__name__)
 

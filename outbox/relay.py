@@ -264,7 +264,12 @@ def drain(*, budget_seconds: float, should_stop: Callable[[], bool] = lambda: Fa
 
 
 class Backoff:
-    """Capped exponential backoff with full jitter, for a relay loop in one process."""
+    """Capped exponential backoff with jitter: after n failures, between half and all of min(cap, base x 2^(n-1)).
+
+    A long-running loop (``relay_outbox``, the stake consumer) keeps its own
+    count with ``next_delay``; the Celery relay counts failures in Redis
+    (``outbox.coordination``) and asks ``delay_after``.
+    """
 
     def __init__(self, *, base: float = 0.25, cap: float | None = None) -> None:
         self.base = base
@@ -273,7 +278,15 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        return self._delay(self.failures)
+
+    @classmethod
+    def delay_after(cls, failures: int) -> float:
+        """The delay after ``failures`` failures in a row, counted elsewhere (the Celery relay counts in Redis)."""
+        return cls()._delay(failures)
+
+    def _delay(self, failures: int) -> float:
+        ceiling = min(self.cap, self.base * 2 ** min(failures - 1, 30))
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not security)
 
     def reset(self) -> None:

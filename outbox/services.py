@@ -9,7 +9,6 @@ waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -18,20 +17,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
-from redis import Redis
-from redis.exceptions import RedisError
 
 from core.authorization import require_permission
 from core.db import copy_rows
+from outbox.coordination import kick_relay
 from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
 from outbox.models import REPLAY_OUTBOX_EVENT, OutboxEvent
 
 logger = logging.getLogger(__name__)
 
-# Set while a relay run is queued or running: kicks meanwhile queue nothing.
-# The run clears it once drained and then looks once more, so an event whose
-# kick found the flag set is never left for the sweep.
-RELAY_PENDING_KEY = "outbox:relay:pending"
 PURGE_BATCH_SIZE = 5000
 
 
@@ -73,30 +67,6 @@ def publish(*events: DomainEvent) -> int:
         copy_rows("outbox_outboxevent", _COLUMNS, rows)
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
-
-
-@lru_cache(maxsize=1)
-def redis_client() -> Redis:
-    return Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-
-
-def kick_relay() -> None:
-    """Queue a relay run unless one is already queued. Never raises: the sweep is the fallback."""
-    from outbox.tasks import relay_outbox  # the task module imports the relay, which imports this one
-
-    try:
-        if redis_client().set(RELAY_PENDING_KEY, b"1", nx=True, ex=60):
-            relay_outbox.delay()
-    except (RedisError, OSError) as error:
-        logger.warning("could not kick the outbox relay; the sweep will pick the events up", exc_info=error)
-
-
-def relay_run_drained() -> None:
-    """Called by a relay run once the outbox was empty: from now on a kick queues a new run."""
-    try:
-        redis_client().delete(RELAY_PENDING_KEY)
-    except (RedisError, OSError) as error:
-        logger.warning("could not clear the relay's pending flag", exc_info=error)
 
 
 def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> int:

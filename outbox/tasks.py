@@ -6,19 +6,15 @@ from celery import shared_task
 from django.conf import settings
 from kafka.errors import KafkaError
 
+from outbox import coordination
 from outbox.events import TOPICS
 from outbox.inbox import dead_letters_purge, inbox_purge
 from outbox.kafka import ensure_topics
 from outbox.pipeline import RELAY, heartbeat
 from outbox.relay import Backoff, BrokerUnavailable, drain
-from outbox.services import purge_published, redis_client, relay_run_drained
+from outbox.services import purge_published
 
 logger = logging.getLogger(__name__)
-
-# Shared by every worker process: while the broker is down, kicks and sweeps
-# return at once instead of each waiting out a timeout.
-PAUSED_KEY = "outbox:relay:paused"
-FAILURES_KEY = "outbox:relay:failures"
 
 
 @shared_task(ignore_result=True)
@@ -30,11 +26,10 @@ def relay_outbox() -> int:
     (it expires) and the sweep resumes the work when the pause ends.
     """
     heartbeat(RELAY)
-    redis = redis_client()
-    if redis.exists(PAUSED_KEY):
+    if coordination.relay_paused():
         return 0
     try:
-        if redis.exists(FAILURES_KEY):
+        if coordination.outage_seen():
             # The broker was down: it may have come back empty. Create the topics with
             # KAFKA_TOPIC_PARTITIONS before a send auto-creates them with the broker's default.
             ensure_topics(TOPICS)
@@ -44,17 +39,14 @@ def relay_outbox() -> int:
             return result.published
         # Drained: let the next kick queue a run, then look once more for
         # events whose kick came while the flag was still set.
-        relay_run_drained()
+        coordination.relay_run_drained()
         published = result.published + drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS).published
     except (BrokerUnavailable, KafkaError) as error:
-        backoff = Backoff()
-        backoff.failures = int(redis.incr(FAILURES_KEY)) - 1
-        redis.expire(FAILURES_KEY, 3600)
-        delay = backoff.next_delay()
-        redis.set(PAUSED_KEY, b"1", px=max(1, int(delay * 1000)))
+        delay = Backoff.delay_after(coordination.relay_failed())
+        coordination.pause_relay(delay)
         logger.warning("kafka unavailable, relay paused for %.1f s: %s", delay, error)
         return 0
-    redis.delete(FAILURES_KEY)
+    coordination.relay_succeeded()
     return published
 
 

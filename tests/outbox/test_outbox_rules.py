@@ -14,10 +14,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from lottery_site.celery import app as celery_app
 from outbox import kafka
+from outbox.coordination import PENDING_KEY as RELAY_PENDING_KEY
+from outbox.coordination import redis_client
 from outbox.events import LIFECYCLE_TOPIC, DomainEvent
 from outbox.models import OutboxEvent
 from outbox.relay import drain
-from outbox.services import RELAY_PENDING_KEY, publish, purge_published, redis_client
+from outbox.services import publish, purge_published
 from outbox.tasks import relay_outbox
 from tests.kafka import read_messages
 

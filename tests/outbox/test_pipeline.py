@@ -10,8 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from outbox import pipeline
+from outbox.coordination import redis_client
 from outbox.models import OutboxEvent
-from outbox.services import redis_client
 from tests.concurrency import manage_py
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("kafka_broker")]
