@@ -8,6 +8,7 @@ idempotent, so any number of concurrent calls yield one draw.
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -117,6 +118,24 @@ class CloseOutcome:
     draw: Draw | None
 
 
+class CloseStep(StrEnum):
+    """What ``lottery_close`` does with a lottery in a given state at a given time."""
+
+    CLOSE_AND_DRAW = "close and draw"
+    DRAW = "draw"  # left closed by an earlier failure
+    REFUSE_NOT_DUE = "refuse (window not ended; force to close)"
+    NOTHING = "nothing to do"  # already drawn or cancelled
+
+
+def close_step(lottery: Lottery, *, now: datetime, force: bool) -> CloseStep:
+    """The one decision behind ``lottery_close`` and the close command's ``--dry-run``."""
+    if lottery.state in (Lottery.State.DRAWN, Lottery.State.CANCELLED):
+        return CloseStep.NOTHING
+    if lottery.state == Lottery.State.OPEN:
+        return CloseStep.CLOSE_AND_DRAW if force or now >= lottery.closes_at else CloseStep.REFUSE_NOT_DUE
+    return CloseStep.DRAW
+
+
 def lottery_close(
     *,
     lottery_id: int,
@@ -144,12 +163,13 @@ def lottery_close(
         lottery = Lottery.objects.select_for_update().filter(pk=lottery_id).first()
         if lottery is None:
             raise LotteryNotFound(details={"lottery_id": lottery_id})
-        if lottery.state in (Lottery.State.DRAWN, Lottery.State.CANCELLED):
+        step = close_step(lottery, now=now, force=force)
+        if step == CloseStep.NOTHING:
             return CloseOutcome(lottery=lottery, changed=False, draw=getattr(lottery, "draw", None))
-        if lottery.state == Lottery.State.OPEN:
+        if step == CloseStep.REFUSE_NOT_DUE:
+            raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
+        if step == CloseStep.CLOSE_AND_DRAW:
             early = now < lottery.closes_at
-            if early and not force:
-                raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
             if early:
                 require_permission(actor, FORCE_CLOSE_LOTTERY)
             lottery_transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)

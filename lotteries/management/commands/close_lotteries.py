@@ -8,7 +8,14 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from lotteries.models import Lottery, TransitionSource
 from lotteries.selectors import lotteries_due_ids, lotteries_of_day_ids
-from lotteries.services import lottery_close
+from lotteries.services import CloseStep, close_step, lottery_close
+
+DRY_RUN_WORDS = {
+    CloseStep.CLOSE_AND_DRAW: "would close and draw",
+    CloseStep.DRAW: "would draw",
+    CloseStep.REFUSE_NOT_DUE: "would refuse (window not ended; --force to close)",
+    CloseStep.NOTHING: "nothing to do",
+}
 
 
 def _date(value: str) -> date:
@@ -48,18 +55,13 @@ class Command(BaseCommand):
 
         if options["dry_run"]:
             lotteries = {lottery.pk: lottery for lottery in Lottery.objects.filter(pk__in=ids)}
+            now = timezone.now()
             for lottery_id in ids:
                 lottery = lotteries.get(lottery_id)
                 if lottery is None:
                     raise CommandError(f"No lottery with id {lottery_id}.")
-                due = lottery.closes_at <= timezone.now()
-                actions: dict[str, str] = {
-                    Lottery.State.OPEN: "would close and draw"
-                    if due or options["force"]
-                    else "would refuse (window not ended; --force to close)",
-                    Lottery.State.CLOSED: "would draw",
-                }
-                action = actions.get(lottery.state, "nothing to do")
+                step = close_step(lottery, now=now, force=options["force"])
+                action = DRY_RUN_WORDS[step]
                 closes = f"{lottery.closes_at:%Y-%m-%d %H:%M %Z}"
                 self.stdout.write(f"#{lottery.pk} {lottery.title} [{lottery.state}, closes {closes}]: {action}")
             return
