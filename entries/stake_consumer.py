@@ -58,14 +58,16 @@ class Record:
 
 
 @dataclass
-class BatchResult:
+class StakeBatch:
+    """What one poll's batch of stakes came to, per partition: received, applied, duplicate, dead-lettered."""
+
     tallies: dict[int, Tally] = field(default_factory=dict)
 
     def total(self, name: str) -> int:
         return sum(getattr(t, name) for t in self.tallies.values())
 
 
-def handle_batch(records: Sequence[Any]) -> BatchResult:
+def handle_batch(records: Sequence[Any]) -> StakeBatch:
     """Apply one poll's records exactly once in effect. Raises (and rolls back) if the DLQ is unreachable."""
     tallies: dict[int, Tally] = defaultdict(Tally)
     refusals: list[Refusal] = []
@@ -118,7 +120,7 @@ def handle_batch(records: Sequence[Any]) -> BatchResult:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
         _produce_dead_letters(new_refusals)
         counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
-    return BatchResult(tallies=dict(tallies))
+    return StakeBatch(tallies=dict(tallies))
 
 
 def _headers(record: Any) -> dict[str, bytes | None]:

@@ -1,8 +1,9 @@
 """The Lottery aggregate and its life cycle.
 
 States: ``open`` -> ``closed`` -> ``drawn``, or ``cancelled`` when nothing
-valid was entered. Transitions happen only in ``lotteries.services`` under a
-row lock, and each one is recorded as a ``LotteryTransition``.
+valid was entered or a pool was still short of players when its wait ended.
+Transitions happen only in ``lotteries.services`` under a row lock, and each
+one is recorded as a ``LotteryTransition``.
 
 Lock protocol (what makes the draw see one frozen list of ballots): every
 write to a lottery's ballots (insert, void) holds at least a share lock on the

@@ -77,12 +77,12 @@ WHERE id = %(id)s
 """
 
 
-class BrokerUnavailable(Exception):
+class RelayBrokerDown(Exception):
     """The broker did not take the batch; nothing unacknowledged was marked. Back off and retry."""
 
 
 @dataclass(frozen=True)
-class BatchResult:
+class RelayBatch:
     claimed: int = 0
     published: int = 0
     failed: int = 0  # events that failed on their own this batch (attempt recorded)
@@ -115,8 +115,8 @@ def _extra_headers(stored: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((name, value.encode()) for name, value in json.loads(stored).items())
 
 
-def relay_batch(*, batch_size: int | None = None) -> BatchResult:
-    """Publish one batch. Raises ``BrokerUnavailable`` (after committing what was acknowledged)."""
+def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
+    """Publish one batch. Raises ``RelayBrokerDown`` (after committing what was acknowledged)."""
     batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     started = time.monotonic()
     broker_error: BaseException | None = None
@@ -125,7 +125,7 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
             cursor.execute(_CLAIM_SQL, [batch_size])
             rows = [_Row(*row) for row in cursor.fetchall()]
             if not rows:
-                return BatchResult()
+                return RelayBatch()
             cursor.execute(
                 _FIRST_BLOCKER_SQL,
                 {"keys": sorted({r.key for r in rows}), "last_id": rows[-1].id, "ids": [r.id for r in rows]},
@@ -150,7 +150,7 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
                     _RECORD_FAILURE_SQL,
                     {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
                 )
-    result = BatchResult(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
+    result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
     logger.info(
         "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
         result.claimed,
@@ -163,7 +163,7 @@ def relay_batch(*, batch_size: int | None = None) -> BatchResult:
     if broker_error is not None:
         metrics.broker_unavailable_total.inc()
         kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
-        raise BrokerUnavailable(f"{type(broker_error).__name__}: {broker_error}") from broker_error
+        raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
 
 
@@ -247,7 +247,7 @@ class DrainResult:
 def drain(*, budget_seconds: float, should_stop: Callable[[], bool] = lambda: False) -> DrainResult:
     """Publish batches until the outbox is empty, the budget is spent, or ``should_stop()``.
 
-    Raises ``BrokerUnavailable`` from the failing batch (earlier batches stay published).
+    Raises ``RelayBrokerDown`` from the failing batch (earlier batches stay published).
     """
     deadline = time.monotonic() + budget_seconds
     total = DrainResult()

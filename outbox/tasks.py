@@ -11,7 +11,7 @@ from outbox.events import TOPICS
 from outbox.inbox import dead_letters_purge, inbox_purge
 from outbox.kafka import ensure_topics
 from outbox.pipeline import RELAY, heartbeat
-from outbox.relay import Backoff, BrokerUnavailable, drain
+from outbox.relay import Backoff, RelayBrokerDown, drain
 from outbox.services import purge_published
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def relay_outbox() -> int:
         # events whose kick came while the flag was still set.
         coordination.relay_run_drained()
         published = result.published + drain(budget_seconds=settings.OUTBOX_TASK_BUDGET_SECONDS).published
-    except (BrokerUnavailable, KafkaError) as error:
+    except (RelayBrokerDown, KafkaError) as error:
         delay = Backoff.delay_after(coordination.relay_failed())
         coordination.pause_relay(delay)
         logger.warning("kafka unavailable, relay paused for %.1f s: %s", delay, error)

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
-from entries.stake_consumer import BatchResult, consume
+from entries.stake_consumer import StakeBatch, consume
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics
 from outbox.relay import Backoff
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         consume(should_stop=lambda: self.stopping, on_batch=self._report)
         self.stdout.write("consumer stopped")
 
-    def _report(self, result: BatchResult) -> None:
+    def _report(self, result: StakeBatch) -> None:
         self.stdout.write(
             f"received {result.total('received')}, applied {result.total('applied')}, "
             f"duplicate {result.total('duplicate')}, dead-lettered {result.total('dead_lettered')}"

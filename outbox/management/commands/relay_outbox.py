@@ -13,7 +13,7 @@ from core.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
 from outbox.kafka import TopicGuard
 from outbox.pipeline import RELAY, heartbeat
-from outbox.relay import Backoff, BrokerUnavailable, drain
+from outbox.relay import Backoff, RelayBrokerDown, drain
 
 logger = logging.getLogger("outbox.relay")
 
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             try:
                 topics.ensure()
                 result = drain(budget_seconds=5, should_stop=lambda: self.stopping)
-            except (BrokerUnavailable, KafkaError) as error:
+            except (RelayBrokerDown, KafkaError) as error:
                 if options["once"]:
                     raise CommandError(f"Kafka is unavailable: {error}") from error
                 topics.stale()
