@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -353,6 +354,59 @@ def player_unban(*, player_id: int, reason: str, actor: AbstractUser | None) -> 
         )
     logger.info("player unbanned", extra={"player_id": player_id})
     return event
+
+
+# --- Players named by stakes -------------------------------------------------
+
+# An unusable password: a player created from a stake never logs in here.
+STAKE_PLAYER_PASSWORD = f"{UNUSABLE_PASSWORD_PREFIX}created-from-a-stake"
+
+
+@dataclass(frozen=True)
+class StakePlayer:
+    """A player named by a stake: their key, and whether they are banned (a banned player's stake is refused)."""
+
+    pk: int
+    is_banned: bool
+
+
+_CREATE_STAKE_PLAYERS_SQL = """
+INSERT INTO entries_player (
+    username, external_account_id, password, is_superuser, is_staff, is_active, first_name, last_name, email,
+    date_joined, phone_number, is_banned, ban_reason
+)
+SELECT u.username, u.external_id, %(password)s, false, false, true, '', '', '', now(), '', false, ''
+FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)
+ON CONFLICT (username) DO NOTHING
+"""
+
+
+def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
+    """The players a batch of stakes names by the game service's ``playerId``, created on first sight.
+
+    A player first seen in a stake is created with username ``ext-<playerId>``,
+    ``external_account_id`` the ``playerId`` and no usable password (they log
+    in nowhere here). Each is share-locked, like a ballot's player, so a ban
+    waits for the caller's transaction and then voids its ballots, or the
+    caller sees the ban. Call it inside the transaction that enters the stakes.
+    """
+    if not external_ids:
+        return {}
+    ordered = sorted(external_ids)
+    usernames = [f"ext-{external_id}" for external_id in ordered]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CREATE_STAKE_PLAYERS_SQL,
+            {"password": STAKE_PLAYER_PASSWORD, "usernames": usernames, "external_ids": ordered},
+        )
+        # Share-locked like a ballot's player (ballot_submit): a ban waits for
+        # this batch and then voids its ballots, or this batch sees the ban.
+        cursor.execute(
+            "SELECT username, id, is_banned FROM entries_player WHERE username = ANY(%s) ORDER BY id FOR SHARE",
+            [usernames],
+        )
+        rows = cursor.fetchall()
+    return {username[len("ext-") :]: StakePlayer(pk, banned) for username, pk, banned in rows}
 
 
 # --- Stakes (the test door) -------------------------------------------------

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from core.resilience import Outage, drop_database_connection
+from entries.services import players_for_stakes
 from entries.stake_messages import StakeMessage, StakeRefused, parse_stake
 from lotteries.pools import PoolStake, pools_enter
 from outbox import kafka
@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 CONSUMER = "stakes"
 # Players created from stakes never log in here: an unusable password (no per-player hashing).
-UNUSABLE_PASSWORD = f"{UNUSABLE_PASSWORD_PREFIX}created-from-a-stake"
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
             else:
                 tallies[record.partition].duplicate += 1
 
-        players = _players_by_external_id({stake.player_id for _, stake in first})
+        players = players_for_stakes(external_ids={stake.player_id for _, stake in first})
         entering: list[PoolStake] = []
         for record, stake in first:
             player = players[stake.player_id]
@@ -151,43 +150,6 @@ def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]
     coordinates = {(r.partition, r.offset) for r in banned}
     ids = [stake.stake_id for record, stake in parsed if (record.partition, record.offset) in coordinates]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
-
-
-@dataclass(frozen=True)
-class _StakePlayer:
-    pk: int
-    is_banned: bool
-
-
-_CREATE_PLAYERS_SQL = """
-INSERT INTO entries_player (
-    username, external_account_id, password, is_superuser, is_staff, is_active, first_name, last_name, email,
-    date_joined, phone_number, is_banned, ban_reason
-)
-SELECT u.username, u.external_id, %(password)s, false, false, true, '', '', '', now(), '', false, ''
-FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)
-ON CONFLICT (username) DO NOTHING
-"""
-
-
-def _players_by_external_id(external_ids: set[str]) -> dict[str, _StakePlayer]:
-    """Players named by the game service's playerId (username ``ext-<playerId>``), created on first sight."""
-    if not external_ids:
-        return {}
-    ordered = sorted(external_ids)
-    usernames = [f"ext-{external_id}" for external_id in ordered]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CREATE_PLAYERS_SQL, {"password": UNUSABLE_PASSWORD, "usernames": usernames, "external_ids": ordered}
-        )
-        # Share-locked like a ballot's player (ballot_submit): a ban waits for
-        # this batch and then voids its ballots, or this batch sees the ban.
-        cursor.execute(
-            "SELECT username, id, is_banned FROM entries_player WHERE username = ANY(%s) ORDER BY id FOR SHARE",
-            [usernames],
-        )
-        rows = cursor.fetchall()
-    return {username[len("ext-") :]: _StakePlayer(pk, banned) for username, pk, banned in rows}
 
 
 def _produce_dead_letters(refusals: list[Refusal]) -> None:
