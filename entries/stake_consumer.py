@@ -198,66 +198,86 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
         allow_auto_create_topics=False,  # a deleted topic comes back from ensure_topics, with our partition count
         request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
     )
-    backoff = Backoff()
-    outages = {"database": Outage(logger, "PostgreSQL"), "kafka": Outage(logger, "Kafka")}
-    topics = kafka.TopicGuard(lambda: [settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
-    subscription = _StakesSubscription(consumer)
+    loop = _ConsumerLoop(consumer, should_stop)
     try:
         while not should_stop():
             heartbeat(CONSUMER_PROCESS)
-            try:
-                topics.ensure()  # at start, after broker trouble, and now and then
-            except KafkaError as error:
-                delay = backoff.next_delay()
-                outages["kafka"].failed(error, retry_in=delay)
-                _sleep(delay, should_stop)
+            if not loop.topics_ready():
                 continue
-            subscription.check()
+            loop.subscription.check()
             polled = consumer.poll(timeout_ms=500)
-            records = [record for partition_records in polled.values() for record in partition_records]
-            if not records:
+            if not any(polled.values()):
                 close_old_connections()
                 continue
-            try:
-                result = handle_batch(records)
-            except (DatabaseError, KafkaError) as error:
-                if isinstance(error, KafkaError):
-                    kafka.recover_producer(error)
-                    topics.stale()
-                    outage = outages["kafka"]
-                else:
-                    drop_database_connection()  # a restarted server left it dead
-                    outage = outages["database"]
-                for tp, partition_records in polled.items():
-                    consumer.seek(tp, partition_records[0].offset)
-                delay = backoff.next_delay()
-                outage.failed(error, retry_in=delay)
-                _sleep(delay, should_stop)
-                continue
-            backoff.reset()
-            for outage in outages.values():
-                outage.recovered()
-            offsets = {
-                TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(partition_records[-1].offset + 1, "", -1)
-                for tp, partition_records in polled.items()
-            }
-            try:
-                consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as error:
-                # A rebalance or a broker blip: the batch is committed in the
-                # database, so whoever reads it again finds it in the inbox.
-                logger.warning("offset commit failed; the batch will be redelivered and deduplicated: %s", error)
-            logger.info(
-                "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
-                result.total("received"),
-                result.total("applied"),
-                result.total("duplicate"),
-                result.total("dead_lettered"),
-            )
-            if on_batch is not None:
+            result = loop.handle(polled)
+            if result is not None and on_batch is not None:
                 on_batch(result)
     finally:
         consumer.close(autocommit=False)
+
+
+class _ConsumerLoop:
+    """One consumer's turn: its topics, its subscription, a batch with its offsets, and outages with backoff."""
+
+    def __init__(self, consumer: KafkaConsumer, should_stop: Any) -> None:
+        self.consumer, self.should_stop = consumer, should_stop
+        self.backoff = Backoff()
+        self.outages = {"database": Outage(logger, "PostgreSQL"), "kafka": Outage(logger, "Kafka")}
+        self.topics = kafka.TopicGuard(lambda: [settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
+        self.subscription = _StakesSubscription(consumer)
+
+    def topics_ready(self) -> bool:
+        """Check the topics (at start, after broker trouble, and now and then); False after a backoff."""
+        try:
+            self.topics.ensure()
+        except KafkaError as error:
+            self._back_off(error, self.outages["kafka"])
+            return False
+        return True
+
+    def handle(self, polled: dict[Any, list[Any]]) -> StakeBatch | None:
+        """Apply the batch, then commit its offsets; on trouble seek back, back off and return ``None``."""
+        try:
+            result = handle_batch([record for partition_records in polled.values() for record in partition_records])
+        except (DatabaseError, KafkaError) as error:
+            if isinstance(error, KafkaError):
+                kafka.recover_producer(error)
+                self.topics.stale()
+            else:
+                drop_database_connection()  # a restarted server left it dead
+            for tp, partition_records in polled.items():
+                self.consumer.seek(tp, partition_records[0].offset)
+            self._back_off(error, self.outages["kafka" if isinstance(error, KafkaError) else "database"])
+            return None
+        self.backoff.reset()
+        for outage in self.outages.values():
+            outage.recovered()
+        self._commit_offsets(polled)
+        logger.info(
+            "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
+            result.total("received"),
+            result.total("applied"),
+            result.total("duplicate"),
+            result.total("dead_lettered"),
+        )
+        return result
+
+    def _commit_offsets(self, polled: dict[Any, list[Any]]) -> None:
+        offsets = {
+            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(partition_records[-1].offset + 1, "", -1)
+            for tp, partition_records in polled.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # A rebalance or a broker blip: the batch is committed in the
+            # database, so whoever reads it again finds it in the inbox.
+            logger.warning("offset commit failed; the batch will be redelivered and deduplicated: %s", error)
+
+    def _back_off(self, error: BaseException, outage: Outage) -> None:
+        delay = self.backoff.next_delay()
+        outage.failed(error, retry_in=delay)
+        _sleep(delay, self.should_stop)
 
 
 class _StakesSubscription(ConsumerRebalanceListener):
