@@ -95,3 +95,30 @@ class ManagePy:
 
 def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagePy:
     return ManagePy(*args, env=env)
+
+
+def run_manage_py(*args: str, env: dict[str, str], timeout: float = 120) -> str:
+    """``manage.py`` run to the end in another process with exactly ``env``; its stdout.
+
+    Raises with the process's output when it fails (it serves tests and benchmarks alike).
+    """
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

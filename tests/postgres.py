@@ -3,13 +3,12 @@
 import os
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.concurrency import run_manage_py
 
 
 def _free_port() -> int:
@@ -47,17 +46,11 @@ class OwnPostgres:
             conn.execute("CREATE DATABASE lottery")
         environment = {"DJANGO_SETTINGS_MODULE": "tests.settings", **os.environ, **(env or {})}
         environment["DATABASE_URL"] = self.url
-        migrated = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "migrate", "--no-input"],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if migrated.returncode != 0:
+        try:
+            run_manage_py("migrate", "--no-input", env=environment, timeout=180)
+        except BaseException:
             self.drop()
-            raise RuntimeError(f"migrating the cluster failed:\n{migrated.stderr}")
+            raise
         return self
 
     def restart(self) -> None:

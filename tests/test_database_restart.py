@@ -20,9 +20,9 @@ from django.conf import settings
 from kafka import KafkaProducer
 
 from outbox.events import LIFECYCLE_TOPIC
-from tests.concurrency import manage_py
+from tests.concurrency import ROOT, manage_py, wait_for
 from tests.kafka import read_messages
-from tests.postgres import ROOT, OwnPostgres
+from tests.postgres import OwnPostgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kafka_broker")]
 
@@ -49,13 +49,6 @@ def write_events(cluster: OwnPostgres, keys: list[str], per_key: int, *, first_s
             " 'pending', 0, '', now())",
             [(event_id, LIFECYCLE_TOPIC, key, value) for event_id, key, value in rows],
         )
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_the_relay_carries_on_after_a_postgresql_restart(own_postgres):

@@ -28,6 +28,7 @@ import pytest
 from django.conf import settings
 from psycopg import sql
 
+from tests.concurrency import run_manage_py
 from tests.kafka import Broker, free_port
 
 pytestmark = pytest.mark.slow
@@ -53,20 +54,6 @@ def _admin_connection(config):
     """A connection to the server's ``postgres`` database, to create and drop the scratch one."""
     params = {"host": config["HOST"], "port": config["PORT"], "user": config["USER"], "password": config["PASSWORD"]}
     return psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v})
-
-
-def _manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -114,10 +101,9 @@ def contract_server(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFacto
     }
     server: subprocess.Popen[bytes] | None = None
     try:
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        _manage(env, "seed_demo")
-        tokens_json = _manage(
-            env,
+        run_manage_py("migrate", "--noinput", "-v", "0", env=env)
+        run_manage_py("seed_demo", env=env)
+        tokens_json = run_manage_py(
             "shell",
             "-v",
             "0",
@@ -126,6 +112,7 @@ def contract_server(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFacto
             "from rest_framework.authtoken.models import Token\n"
             "from entries.models import Player\n"
             "print(json.dumps({p.username: Token.objects.get_or_create(user=p)[0].key for p in Player.objects.all()}))",
+            env=env,
         )
         tokens = json.loads(tokens_json.strip().splitlines()[-1])
         port = free_port()

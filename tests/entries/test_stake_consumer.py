@@ -23,7 +23,7 @@ from outbox.inbox import counters_total
 from outbox.kafka import ensure_topics
 from outbox.models import DeadLetter
 from outbox.relay import drain
-from tests.concurrency import manage_py
+from tests.concurrency import manage_py, wait_for
 from tests.kafka import read_messages
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("kafka_broker")]
@@ -49,13 +49,6 @@ def produce(messages: list[bytes | dict[str, Any]]) -> None:
         producer.send(settings.STAKES_TOPIC, value=value, headers=[("messageType", b"player.stakeCreated")])
     producer.flush()
     producer.close()
-
-
-def wait_for(condition, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def stop(process) -> Any:
