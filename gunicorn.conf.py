@@ -2,7 +2,7 @@
 
 gunicorn also reads this file by itself when started from this directory.
 Address, workers and threads come from the environment; the request limits
-below are enforced by gunicorn before Django sees the request (README,
+below are enforced by gunicorn before Django sees the request (docs/api.md,
 "What is refused before Django sees it"). Any setting can still be
 overridden on the command line or in ``GUNICORN_CMD_ARGS``.
 """

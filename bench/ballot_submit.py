@@ -251,7 +251,7 @@ def create_players(count: int, tmp: Path) -> Fixture:
 def open_lotteries(count: int, label: str) -> list[int]:
     from django.utils import timezone
 
-    from lotteries.services import lottery_open
+    from lifecycle.services import lottery_open
 
     now = timezone.now()
     return [

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from django.test.utils import CaptureQueriesContext
 
     from draws.services import draw_verify
-    from lotteries.services import lottery_close
+    from lifecycle.services import lottery_close
 
     started = time.perf_counter()
     _common.migrate()
@@ -138,7 +138,7 @@ def fill(args: argparse.Namespace) -> int:
     from django.utils import timezone
 
     from entries.models import Player
-    from lotteries.services import lottery_open
+    from lifecycle.services import lottery_open
 
     started = time.perf_counter()
     players = Player.objects.bulk_create(

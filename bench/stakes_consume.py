@@ -6,7 +6,7 @@ distinct players over 100 games, EUR; not timed), then reads them twice, one
 after the other, in the same run and from the same broker:
 
 * baseline: a bare kafka-python ``KafkaConsumer`` with the settings that
-  ``entries.stake_consumer.consume`` gives its own (captured from it, no file
+  ``pools.consumer.consume`` gives its own (captured from it, no file
   changed), in a group of its own, committing each poll's offsets as
   ``consume`` does and counting records: from the first poll that returns
   records to the one that brings the 10,000th;
@@ -195,7 +195,7 @@ def expected_pools(stakes: list[Stake]) -> Counter[tuple[str, int]]:
 def produce(bootstrap: str, topic: str, stakes: list[Stake]) -> float:
     from kafka import KafkaProducer
 
-    from entries.stake_messages import MESSAGE_TYPE
+    from pools.stake_messages import MESSAGE_TYPE
 
     started = time.perf_counter()
     producer = KafkaProducer(
@@ -381,11 +381,11 @@ def check_database(stakes: list[Stake]) -> list[str]:
     from django.db.models import Count, Q, Sum
 
     from entries.models import Ballot, Player
-    from entries.models import Stake as StoredStake
-    from entries.stake_consumer import CONSUMER
     from lotteries.models import Lottery
     from outbox.inbox import counters_total
     from outbox.models import DeadLetter
+    from pools.consumer import CONSUMER
+    from pools.models import Stake as StoredStake
 
     problems = []
     expect = len(stakes)
@@ -465,7 +465,7 @@ def queued_draws() -> int:
         client.close()
     pools = 0
     for message in messages:
-        if message["headers"]["task"] == "lotteries.tasks.draw_lotteries":
+        if message["headers"]["task"] == "lifecycle.tasks.draw_lotteries":
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
             pools += len(args[0])
     return pools

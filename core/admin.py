@@ -1,4 +1,4 @@
-"""Shared admin pieces: a read-only base, permission checks for actions, and an action that asks for a reason first.
+"""Shared admin pieces: read-only bases, permission checks for actions, and an action that asks for a reason first.
 
 Every staff action names its permission (``allowed_permissions``), so Django
 hides it from, and refuses it to, staff without it; the service it calls
@@ -6,7 +6,7 @@ checks the same permission again.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,6 +18,9 @@ from django.template.response import TemplateResponse
 
 from core.authorization import may
 from core.errors import ApplicationError
+
+_ChildT = TypeVar("_ChildT", bound=Model)
+_ParentT = TypeVar("_ParentT", bound=Model)
 
 
 def acting_player(request: HttpRequest) -> AbstractUser | None:
@@ -91,4 +94,22 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline[_ChildT, _ParentT]):
+    """Rows shown on their parent's page (awards, ban events, transitions): never added or deleted there.
+
+    A subclass lists its ``fields`` once; they are its ``readonly_fields`` too.
+    """
+
+    extra = 0
+    can_delete = False
+    fields: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.readonly_fields = cls.fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

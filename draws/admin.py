@@ -1,14 +1,12 @@
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
 from core.currencies import format_money
-from draws.models import Draw, DrawVerificationRecord, LotteryAward
+from draws.models import DRAW_PUBLIC_FIELDS, Draw, DrawVerificationRecord, LotteryAward
 from draws.services import draw_verify
 
 
@@ -17,27 +15,17 @@ def _win_sum(award: LotteryAward) -> str | None:
     return None if award.win_sum is None else format_money(award.win_sum, award.currency)
 
 
-class AwardInline(admin.TabularInline[LotteryAward, Draw]):
+# What an award gave and when, as every award list here ends (the win sum through ``win_sum_shown``).
+AWARD_OUTCOME_FIELDS = ("prize", "win_sum_shown", "currency", "status", "created_at")
+
+
+class AwardInline(ReadOnlyInline[LotteryAward, Draw]):
     model = LotteryAward
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
-        "rank",
-        "ballot",
-        "player",
-        "prize",
-        "win_sum_shown",
-        "currency",
-        "status",
-        "created_at",
-    )
+    fields = ("rank", "ballot", "player", *AWARD_OUTCOME_FIELDS)
 
     @admin.display(description="win sum")
     def win_sum_shown(self, award: LotteryAward) -> str | None:
         return _win_sum(award)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.action(description="Verify selected draws (recompute from the ballots)")
@@ -65,14 +53,7 @@ class DrawAdmin(ReadOnlyAdmin):
     inlines = [AwardInline]
     fields = readonly_fields = (
         "lottery",
-        "algorithm_version",
-        "seed_commitment",
-        "seed",
-        "entries_digest",
-        "entries_count",
-        "winners_count",
-        "winning_ballot_ids",
-        "drawn_at",
+        *DRAW_PUBLIC_FIELDS,
         "verification_link",
         "stored_verification",
     )
@@ -94,33 +75,11 @@ class DrawAdmin(ReadOnlyAdmin):
 
 @admin.register(LotteryAward)
 class LotteryAwardAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "lottery",
-        "rank",
-        "player",
-        "ballot",
-        "prize",
-        "win_sum_shown",
-        "currency",
-        "status",
-        "created_at",
-    ]
+    list_display = ["id", "lottery", "rank", "player", "ballot", *AWARD_OUTCOME_FIELDS]
     list_filter = ["status"]
     search_fields = ["=id", "=lottery__id", "player__username"]
     list_select_related = ["lottery", "player", "ballot"]
-    fields = readonly_fields = (
-        "lottery",
-        "draw",
-        "ballot",
-        "player",
-        "rank",
-        "prize",
-        "win_sum_shown",
-        "currency",
-        "status",
-        "created_at",
-    )
+    fields = readonly_fields = ("lottery", "draw", "ballot", "player", "rank", *AWARD_OUTCOME_FIELDS)
 
     @admin.display(description="win sum", ordering="win_sum")
     def win_sum_shown(self, award: LotteryAward) -> str | None:

@@ -21,7 +21,7 @@ from core.errors import ApplicationError
 from core.fields import IsoDateField, MoneyField
 from core.throttling import AddressScopedRateThrottle
 from draws.errors import DrawNotFound
-from draws.models import Draw, DrawVerificationRecord, LotteryAward
+from draws.models import DRAW_PUBLIC_FIELDS, Draw, DrawVerificationRecord, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get
 from draws.services import draw_ballot_ids, draw_verification_stored
 from lotteries.errors import LotteryNotFound
@@ -102,18 +102,7 @@ class DrawOutput(serializers.ModelSerializer[Draw]):
 
     class Meta:
         model = Draw
-        fields = [
-            "id",
-            "lottery_id",
-            "algorithm_version",
-            "seed_commitment",
-            "seed",
-            "entries_digest",
-            "entries_count",
-            "winners_count",
-            "winning_ballot_ids",
-            "drawn_at",
-        ]
+        fields = ["id", "lottery_id", *DRAW_PUBLIC_FIELDS]
 
 
 class DrawDetailApi(APIView):

@@ -1,7 +1,9 @@
-"""AwardCreated (topic lottery.v1.award, key: the lottery id)."""
+"""AwardCreated (topic lottery.v1.award) and LotteryDrawn (lottery.v1.lifecycle), both keyed by the lottery id."""
 
 from core import currencies
 from draws.models import Draw, LotteryAward
+from lotteries.events import lottery_event
+from lotteries.models import Lottery
 from outbox import events
 from outbox.events import DomainEvent
 
@@ -24,5 +26,21 @@ def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -
             "status": award.status,
             "draw_id": draw.pk,
             "entries_digest": draw.entries_digest,
+        },
+    )
+
+
+def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
+    return lottery_event(
+        events.LOTTERY_DRAWN,
+        lottery,
+        {
+            "source": source,
+            "draw_id": draw.pk,
+            "algorithm_version": draw.algorithm_version,
+            "seed": draw.seed,
+            "entries_digest": draw.entries_digest,
+            "entries_count": draw.entries_count,
+            "winning_ballot_ids": list(draw.winning_ballot_ids),
         },
     )

@@ -51,6 +51,19 @@ class Draw(models.Model):
         return f"Draw {self.pk} of lottery {self.lottery_id}"
 
 
+# The published record of a draw, in this order: the API's draw and verification documents and the admin show it.
+DRAW_PUBLIC_FIELDS = (
+    "algorithm_version",
+    "seed_commitment",
+    "seed",
+    "entries_digest",
+    "entries_count",
+    "winners_count",
+    "winning_ballot_ids",
+    "drawn_at",
+)
+
+
 class DrawVerificationRecord(models.Model):
     """The server's own recomputation of a draw, computed once and kept (``draw_verification_stored``).
 

@@ -7,47 +7,56 @@ positions back to ballot ids. Python only runs the HMAC stream.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from core import currencies
+from core.db import sql, write_rows
 from draws import algorithm
 from draws.events import award_created
 from draws.models import Draw, DrawVerificationRecord, LotteryAward, LotterySeed
 from entries.models import Ballot
 from lotteries.models import Lottery
+from lotteries.services import lottery_win_sum
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
-_DIGEST_SQL = """
+_DIGEST_SQL = sql(
+    """
 SELECT count(*), encode(sha256(coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)), 'hex')
-FROM entries_ballot
-WHERE lottery_id = %s AND status = 'valid'
-"""
+FROM {Ballot}
+WHERE lottery_id = %(lottery)s AND status = {valid}
+""",
+    Ballot=Ballot,
+    valid=Ballot.Status.VALID,
+)
 
-_POSITIONS_SQL = """
+_POSITIONS_SQL = sql(
+    """
 SELECT position, id FROM (
     SELECT id, row_number() OVER (ORDER BY id) - 1 AS position
-    FROM entries_ballot
-    WHERE lottery_id = %s AND status = 'valid'
+    FROM {Ballot}
+    WHERE lottery_id = %(lottery)s AND status = {valid}
 ) numbered
-WHERE position = ANY(%s)
-"""
+WHERE position = ANY(%(positions)s)
+""",
+    Ballot=Ballot,
+    valid=Ballot.Status.VALID,
+)
 
 
-def seed_store(*, lottery: Lottery, seed: bytes) -> None:
-    """Keep the secret seed of a lottery whose commitment was just published."""
-    if lottery.seed_commitment != algorithm.commitment(seed):
-        raise ValueError("the seed does not match the lottery's published commitment")
-    LotterySeed.objects.create(lottery=lottery, seed=seed)
+def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> None:
+    """Keep the secret seeds of lotteries whose commitments were just stored, to be published with them."""
+    for lottery, seed in seeds:
+        if lottery.seed_commitment != algorithm.commitment(seed):
+            raise ValueError("the seed does not match the lottery's published commitment")
+    write_rows(LotterySeed, [{"lottery_id": lottery.pk, "seed": seed, "created_at": now} for lottery, seed in seeds])
 
 
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
@@ -63,7 +72,7 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     if not connection.in_atomic_block:
         raise RuntimeError("draw_run must run inside the caller's transaction")
     with connection.cursor() as cursor:
-        cursor.execute(_DIGEST_SQL, [lottery.pk])
+        cursor.execute(_DIGEST_SQL, {"lottery": lottery.pk})
         entries_count, digest = cursor.fetchone()
     if entries_count == 0:
         return None
@@ -73,7 +82,7 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=lottery.winners_count
     )
     with connection.cursor() as cursor:
-        cursor.execute(_POSITIONS_SQL, [lottery.pk, positions])
+        cursor.execute(_POSITIONS_SQL, {"lottery": lottery.pk, "positions": positions})
         id_at = dict(cursor.fetchall())
     winning_ids = [id_at[p] for p in positions]
 
@@ -88,13 +97,23 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         winning_ballot_ids=winning_ids,
         drawn_at=now,
     )
+    _awards_create(lottery, draw, winning_ids)
+    logger.info(
+        "lottery drawn",
+        extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},
+    )
+    return draw
+
+
+def _awards_create(lottery: Lottery, draw: Draw, winning_ids: list[int]) -> None:
+    """An award per winning ballot, in rank order, each with its AwardCreated in this same transaction."""
     winners = {
         ballot_id: (player_id, external_id)
         for ballot_id, player_id, external_id in Ballot.objects.filter(pk__in=winning_ids).values_list(
             "id", "player_id", "player__external_account_id"
         )
     }
-    win_sum = pool_win_sum(lottery) if lottery.kind == Lottery.Kind.POOL else None
+    win_sum = lottery_win_sum(lottery)
     awards = LotteryAward.objects.bulk_create(
         LotteryAward(
             lottery=lottery,
@@ -109,19 +128,7 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         )
         for rank, ballot_id in enumerate(winning_ids, start=1)
     )
-    # AwardCreated for each award, in rank order, in this same transaction.
     publish(*(award_created(a, draw=draw, player_external_id=winners[a.ballot_id][1]) for a in awards))
-    logger.info(
-        "lottery drawn",
-        extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},
-    )
-    return draw
-
-
-def pool_win_sum(lottery: Lottery) -> Decimal:
-    """The pool's prize: pot x payout ratio, rounded down to the currency's minor unit."""
-    assert lottery.payout_ratio is not None
-    return currencies.round_down(lottery.pot * lottery.payout_ratio, lottery.currency)
 
 
 # --- Verification ---------------------------------------------------------

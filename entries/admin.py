@@ -9,9 +9,8 @@ from django.http import HttpRequest
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from core.admin import ReadOnlyAdmin, acting_player, reason_action, staff_may
-from core.currencies import format_money
-from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent, Stake
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, acting_player, reason_action, staff_may
+from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
 from entries.services import player_ban, player_unban
 
 # Fields that make or unmake staff: only a superuser may change them.
@@ -37,21 +36,16 @@ def _unban(request: HttpRequest, player: Model, reason: str) -> bool:
     return player_unban(player_id=player.pk, reason=reason, actor=acting_player(request)) is not None
 
 
-class BanEventInline(admin.TabularInline[PlayerBanEvent, Player]):
+class BanEventInline(ReadOnlyInline[PlayerBanEvent, Player]):
     model = PlayerBanEvent
     fk_name = "player"
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
+    fields = (
         "created_at",
         "action",
         "reason",
         "actor",
         "voided_ballots",
     )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Player)
@@ -135,35 +129,6 @@ class BallotAdmin(ReadOnlyAdmin):
     list_select_related = ["lottery", "player"]
     raw_id_fields = ["lottery", "player"]
     show_full_result_count = False
-
-
-@admin.register(Stake)
-class StakeAdmin(ReadOnlyAdmin):
-    list_display = ["stake_id", "player", "game_id", "amount_shown", "currency", "lottery", "entered", "occurred_at"]
-    list_filter = ["currency"]
-    search_fields = ["=stake_id", "=game_id", "player__username"]
-    list_select_related = ["player", "lottery"]
-    raw_id_fields = ["player", "lottery", "ballot"]
-    show_full_result_count = False
-    fields = readonly_fields = (
-        "stake_id",
-        "player",
-        "game_id",
-        "amount_shown",
-        "currency",
-        "lottery",
-        "ballot",
-        "occurred_at",
-        "created_at",
-    )
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_shown(self, stake: Stake) -> str:
-        return format_money(stake.amount, stake.currency)
-
-    @admin.display(boolean=True, description="entered the draw")
-    def entered(self, stake: Stake) -> bool:
-        return stake.ballot_id is not None
 
 
 admin.site.unregister(TokenProxy)

@@ -6,7 +6,3 @@ class EntriesConfig(AppConfig):
 
     def ready(self) -> None:
         from entries import lockout  # noqa: F401 (connects the lock-out metric to axes' signal)
-        from entries.stake_consumer import CONSUMER, replay_dead_letter
-        from outbox.inbox import REPLAYERS
-
-        REPLAYERS[CONSUMER] = replay_dead_letter

@@ -1,4 +1,4 @@
-"""Players and their ballots.
+"""Players and their ballots (a pool's stakes are in ``pools.models``).
 
 The ballot rules that races could break are enforced by the database, not by
 check-then-insert code: see the constraints on ``Ballot``.
@@ -13,12 +13,9 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import Q
 
-from core.currencies import format_money
-
 # The staff permissions of this app, as services and views check them.
 BAN_PLAYER = "entries.ban_player"
 UNBAN_PLAYER = "entries.unban_player"
-PRODUCE_STAKE = "entries.produce_stake"
 
 
 class Player(AbstractUser):
@@ -177,29 +174,3 @@ class Ballot(models.Model):
 
     def __str__(self) -> str:
         return f"Ballot {self.pk} ({self.status})"
-
-
-class Stake(models.Model):
-    """A player's stake in a game, received from Kafka (player.v1.staked), applied once.
-
-    Every stake is kept and adds to its pool's pot; only a player's first
-    stake in a pool enters them (``ballot``): a pool draws among distinct players.
-    """
-
-    stake_id = models.CharField(max_length=100, unique=True)
-    player = models.ForeignKey(Player, on_delete=models.PROTECT, related_name="stakes")
-    lottery = models.ForeignKey("lotteries.Lottery", on_delete=models.PROTECT, related_name="stakes")
-    ballot = models.ForeignKey(Ballot, null=True, blank=True, on_delete=models.PROTECT, related_name="stakes")
-    game_id = models.CharField(max_length=100)
-    amount = models.DecimalField(max_digits=18, decimal_places=4)
-    currency = models.CharField(max_length=3)
-    occurred_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["lottery", "id"])]
-        constraints = [models.CheckConstraint(name="stake_amount_positive", condition=Q(amount__gt=0))]
-        permissions = [("produce_stake", "Can produce a test stake to Kafka (POST /api/v1/stakes)")]
-
-    def __str__(self) -> str:
-        return f"Stake {self.stake_id}: {format_money(self.amount, self.currency)} {self.currency}"

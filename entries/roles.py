@@ -2,7 +2,7 @@
 
 A staff member gets a role by joining its group (in admin, by a superuser).
 Every action checks one permission, so a role is nothing more than the list
-of permissions below; ``tests/entries/test_roles.py`` checks that the
+of permissions below; ``tests/test_staff_permissions.py`` checks that the
 database's groups match it, so a change here needs a migration beside it.
 
 - **support** answers players: sees players, ballots, stakes, lotteries and
@@ -21,8 +21,8 @@ SUPPORT = "support"
 OPERATIONS = "operations"
 COMPLIANCE = "compliance"
 
-_PLAYER_VIEWS = ["entries.view_player", "entries.view_ballot", "entries.view_playerbanevent", "entries.view_stake"]
-_LOTTERY_VIEWS = ["lotteries.view_lottery", "lotteries.view_lotterytransition", "lotteries.view_poolgame"]
+_PLAYER_VIEWS = ["entries.view_player", "entries.view_ballot", "entries.view_playerbanevent", "pools.view_stake"]
+_LOTTERY_VIEWS = ["lotteries.view_lottery", "lotteries.view_lotterytransition", "pools.view_poolgame"]
 _DRAW_VIEWS = ["draws.view_draw", "draws.view_lotteryaward"]
 _OUTBOX_VIEWS = [
     "outbox.view_outboxevent",
@@ -55,14 +55,14 @@ ROLES: dict[str, list[str]] = {
         *_DRAW_VIEWS,
         *_OUTBOX_VIEWS,
         "django_celery_beat.view_periodictask",
-        "entries.view_stake",
+        "pools.view_stake",
         "lotteries.close_lottery",
         "lotteries.force_close_lottery",
-        "lotteries.add_poolgame",
-        "lotteries.change_poolgame",
+        "pools.add_poolgame",
+        "pools.change_poolgame",
         "outbox.replay_outbox_event",
         "outbox.replay_dead_letter",
-        "entries.produce_stake",
+        "pools.produce_stake",
     ],
     COMPLIANCE: [
         *_PLAYER_VIEWS,

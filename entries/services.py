@@ -7,7 +7,6 @@ matching domain error. An accepted ballot's LotteryEntryCreated event is
 written in the same transaction.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,26 +17,22 @@ from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
-from kafka.errors import KafkaError
 
 from core.authorization import actor_id, require_permission
+from core.db import column_of, sql
 from core.resilience import drop_database_connection
 from entries.errors import (
     BallotLimitReached,
     BanReasonRequired,
-    BrokerUnavailable,
     DuplicateEntry,
     IdempotencyKeyReused,
-    InvalidStake,
     PlayerBanned,
     PlayerNotFound,
 )
 from entries.events import entry_created
-from entries.models import BAN_PLAYER, PRODUCE_STAKE, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
-from entries.stake_messages import MESSAGE_TYPE, StakeRefused, parse_stake
+from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lotteries.models import Lottery
-from outbox import kafka
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -52,37 +47,45 @@ logger = logging.getLogger(__name__)
 # rest, including two retries racing with the same key. ``next_slot`` may be stale under a race of
 # the same player's requests: the unique slot constraint then fails and the
 # service retries with a fresh snapshot.
-_SUBMIT_SQL = """
+_SUBMIT_SQL = sql(
+    """
 WITH target AS (
     SELECT l.kind, l.state, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
-    FROM lotteries_lottery l CROSS JOIN entries_player p
+    FROM {Lottery} l CROSS JOIN {Player} p
     WHERE l.id = %(lottery_id)s AND p.id = %(player_id)s
     FOR SHARE OF l, p
 ), next_slot AS (
     SELECT COALESCE(MAX(b.slot), 0) + 1 AS slot
-    FROM entries_ballot b
-    WHERE b.lottery_id = %(lottery_id)s AND b.player_id = %(player_id)s AND b.status = 'valid'
+    FROM {Ballot} b
+    WHERE b.lottery_id = %(lottery_id)s AND b.player_id = %(player_id)s AND b.status = {valid}
 ), previous AS (
-    SELECT b.id FROM entries_ballot b
+    SELECT b.id FROM {Ballot} b
     WHERE b.player_id = %(player_id)s AND b.idempotency_key = %(idempotency_key)s::varchar
 ), inserted AS (
-    INSERT INTO entries_ballot (
+    INSERT INTO {Ballot} (
         lottery_id, player_id, status, slot, phone_number, external_account_id,
         rejection_reason, voided_at, idempotency_key, created_at
     )
     SELECT %(lottery_id)s, %(player_id)s, %(status)s::varchar,
-           CASE WHEN %(status)s::varchar = 'valid' THEN n.slot END,
+           CASE WHEN %(status)s::varchar = {valid} THEN n.slot END,
            t.phone_number, t.external_account_id, %(rejection_reason)s::varchar, NULL,
            %(idempotency_key)s::varchar, %(now)s
     FROM target t CROSS JOIN next_slot n
-    WHERE t.kind <> %(stake_only_kind)s AND t.state = 'open' AND t.closes_at > %(now)s AND NOT t.is_banned
-      AND (%(status)s::varchar <> 'valid' OR n.slot <= %(limit)s)
+    WHERE t.kind <> {pool} AND t.state = {open} AND t.closes_at > %(now)s AND NOT t.is_banned
+      AND (%(status)s::varchar <> {valid} OR n.slot <= %(limit)s)
       AND NOT EXISTS (SELECT 1 FROM previous)
     RETURNING id, slot, created_at
 )
 SELECT t.kind, t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at, EXISTS (SELECT 1 FROM previous)
 FROM target t LEFT JOIN inserted i ON TRUE
-"""
+""",
+    Lottery=Lottery,
+    Player=Player,
+    Ballot=Ballot,
+    valid=Ballot.Status.VALID,
+    open=Lottery.State.OPEN,
+    pool=Lottery.Kind.POOL,  # a pool is entered only by a stake
+)
 
 _FRAUD_CONSTRAINTS = {
     "ballot_phone_number_not_shared": Ballot.RejectionReason.SHARED_PHONE,
@@ -125,8 +128,9 @@ def ballot_submit(
         "idempotency_key": idempotency_key,
         "now": now,
         "limit": settings.MAX_BALLOTS_PER_PLAYER,
-        "stake_only_kind": Lottery.Kind.POOL,
     }
+    # Long: the retry loop below is one state machine, each except clause one
+    # rule; split, its passes would hide what each one learns.
     # Each pass learns one thing from a violated constraint or a deadlock; a
     # pass can only move from "valid" to "rejected", or retry a stale slot or
     # a deadlock victim, so this is short.
@@ -285,13 +289,20 @@ def _replay(*, player: Player, lottery_id: int, idempotency_key: str | None) -> 
 # Share-locks the not-yet-drawn lotteries that hold the player's valid
 # ballots (the lock protocol of lotteries.models): a draw in progress
 # finishes first, and no draw starts until the ballots are voided.
-_LOCK_UNDRAWN_LOTTERIES_SQL = """
-SELECT l.id FROM lotteries_lottery l
-WHERE l.state IN ('open', 'closed')
-  AND l.id IN (SELECT b.lottery_id FROM entries_ballot b WHERE b.player_id = %s AND b.status = 'valid')
+_LOCK_UNDRAWN_LOTTERIES_SQL = sql(
+    """
+SELECT l.id FROM {Lottery} l
+WHERE l.state IN ({open}, {closed})
+  AND l.id IN (SELECT b.lottery_id FROM {Ballot} b WHERE b.player_id = %s AND b.status = {valid})
 ORDER BY l.id
 FOR SHARE
-"""
+""",
+    Lottery=Lottery,
+    Ballot=Ballot,
+    open=Lottery.State.OPEN,
+    closed=Lottery.State.CLOSED,
+    valid=Ballot.Status.VALID,
+)
 
 
 def player_ban(*, player_id: int, reason: str, actor: AbstractUser | None) -> PlayerBanEvent | None:
@@ -370,15 +381,43 @@ class StakePlayer:
     is_banned: bool
 
 
-_CREATE_STAKE_PLAYERS_SQL = """
-INSERT INTO entries_player (
-    username, external_account_id, password, is_superuser, is_staff, is_active, first_name, last_name, email,
-    date_joined, phone_number, is_banned, ban_reason
+def _create_stake_players_sql() -> tuple[str, dict[str, Any]]:
+    """INSERT ... SELECT unnest of the players a batch of stakes names, every other column at its field's default.
+
+    The table and columns come from ``Player._meta``: a field added to the
+    model gets its default here too (a field with neither a default nor NULL
+    would have to be named below).
+    """
+    given = {"username": "u.username", "external_account_id": "u.external_id", "password": "%(password)s"}
+    columns: list[str] = []
+    values: list[str] = []
+    defaults: dict[str, Any] = {}
+    for field in Player._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        if field.attname in given:
+            value = given[field.attname]
+        elif field.has_default() or field.get_default() is not None:
+            defaults[f"default_{field.attname}"] = field.get_default()  # now for date_joined, "" for a name
+            value = f"%(default_{field.attname})s"
+        elif field.null:
+            continue
+        else:
+            raise ValueError(f"a player created from a stake needs a value for {field.attname}")
+        columns.append(column_of(field))
+        values.append(value)
+    sql = (
+        f"INSERT INTO {Player._meta.db_table} ({', '.join(columns)})"  # noqa: S608 (names from _meta only)
+        f" SELECT {', '.join(values)}"
+        " FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)"
+        " ON CONFLICT (username) DO NOTHING"
+    )
+    return sql, defaults
+
+
+_STAKE_PLAYERS_LOCK_SQL = sql(
+    "SELECT username, id, is_banned FROM {Player} WHERE username = ANY(%s) ORDER BY id FOR SHARE", Player=Player
 )
-SELECT u.username, u.external_id, %(password)s, false, false, true, '', '', '', now(), '', false, ''
-FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)
-ON CONFLICT (username) DO NOTHING
-"""
 
 
 def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
@@ -394,63 +433,14 @@ def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
         return {}
     ordered = sorted(external_ids)
     usernames = [f"ext-{external_id}" for external_id in ordered]
+    create, defaults = _create_stake_players_sql()
     with connection.cursor() as cursor:
         cursor.execute(
-            _CREATE_STAKE_PLAYERS_SQL,
-            {"password": STAKE_PLAYER_PASSWORD, "usernames": usernames, "external_ids": ordered},
+            create,
+            {**defaults, "password": STAKE_PLAYER_PASSWORD, "usernames": usernames, "external_ids": ordered},
         )
         # Share-locked like a ballot's player (ballot_submit): a ban waits for
         # this batch and then voids its ballots, or this batch sees the ban.
-        cursor.execute(
-            "SELECT username, id, is_banned FROM entries_player WHERE username = ANY(%s) ORDER BY id FOR SHARE",
-            [usernames],
-        )
+        cursor.execute(_STAKE_PLAYERS_LOCK_SQL, [usernames])
         rows = cursor.fetchall()
     return {username[len("ext-") :]: StakePlayer(pk, banned) for username, pk, banned in rows}
-
-
-# --- Stakes (the test door) -------------------------------------------------
-
-# The door creates the stakes topic (and its DLQ) itself before it sends, so a
-# broker that restarted empty never auto-creates it with another partition count.
-_stake_topics = kafka.TopicGuard(lambda: [settings.STAKES_TOPIC, settings.STAKES_DLQ_TOPIC])
-
-
-@dataclass(frozen=True)
-class ProducedStake:
-    stake_id: str
-    topic: str
-    partition: int
-    offset: int
-
-
-def stake_produce(*, message: dict[str, Any], actor: AbstractUser | None) -> ProducedStake:
-    """Validate a stake as the consumer will, then produce it to the stakes topic, as a game service would.
-
-    Keyed by game, so one game's stakes reach the consumer in order. Waits for
-    the broker's acknowledgement. A staff ``actor`` needs ``produce_stake``;
-    ``None`` is a service holding the stakes token.
-    """
-    require_permission(actor, PRODUCE_STAKE)
-    try:
-        stake = parse_stake(json.dumps(message).encode(), {"messageType": MESSAGE_TYPE.encode()})
-    except StakeRefused as refused:
-        raise InvalidStake(refused.message, details={"reason": refused.reason}) from None
-    try:
-        _stake_topics.ensure()
-        metadata = (
-            kafka.producer()
-            .send(
-                settings.STAKES_TOPIC,
-                key=stake.game_id.encode(),
-                value=json.dumps(message).encode(),
-                headers=[("messageType", MESSAGE_TYPE.encode()), ("content-type", b"application/json")],
-            )
-            .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
-        )
-    except KafkaError as error:
-        kafka.recover_producer(error)
-        _stake_topics.stale()
-        raise BrokerUnavailable(details={"error": type(error).__name__}) from None
-    logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
-    return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

@@ -1,13 +1,12 @@
-"""The entries app's API: tokens, ballots, the stake door (under /api/v1/)."""
+"""The entries app's API: tokens, ballots (under /api/v1/)."""
 
 from django.urls import path
 
-from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, StakeProduceApi, TokenObtainApi
+from entries.apis import BallotSubmitApi, MyBallotsApi, PingApi, TokenObtainApi
 
 urlpatterns = [
     path("auth/token", TokenObtainApi.as_view(), name="auth-token"),
     path("ping", PingApi.as_view(), name="ping"),
     path("lotteries/<id:lottery_id>/ballots", BallotSubmitApi.as_view(), name="ballot-submit"),
     path("ballots", MyBallotsApi.as_view(), name="my-ballots"),
-    path("stakes", StakeProduceApi.as_view(), name="stake-produce"),
 ]

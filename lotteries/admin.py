@@ -1,23 +1,19 @@
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import acting_player, staff_may
+from core.admin import ReadOnlyInline
 from core.currencies import format_money
-from core.errors import ApplicationError
-from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, PoolGame, TransitionSource
-from lotteries.services import lottery_close
+from lotteries.models import LOTTERY_PUBLIC_FIELDS, Lottery, LotteryTransition
 
 
-class TransitionInline(admin.TabularInline[LotteryTransition, Lottery]):
+class TransitionInline(ReadOnlyInline[LotteryTransition, Lottery]):
     model = LotteryTransition
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
+    fields = (
         "created_at",
         "from_state",
         "to_state",
@@ -27,56 +23,21 @@ class TransitionInline(admin.TabularInline[LotteryTransition, Lottery]):
         "note",
     )
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-
-def _close(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[Lottery], *, force: bool) -> None:
-    actor = acting_player(request)
-    for lottery in queryset:
-        try:
-            outcome = lottery_close(lottery_id=lottery.pk, source=TransitionSource.ADMIN, actor=actor, force=force)
-        except ApplicationError as error:
-            modeladmin.message_user(request, f"{lottery}: {error.message}", messages.ERROR)
-            continue
-        state = outcome.lottery.state
-        note = f"now {state}" if outcome.changed else f"already {state}, unchanged"
-        modeladmin.message_user(request, f"{lottery.title}: {note}.", messages.SUCCESS)
-
-
-@admin.action(description="Close and draw selected lotteries (window ended)", permissions=["close_lottery"])
-def close_due(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[Lottery]) -> None:
-    _close(modeladmin, request, queryset, force=False)
-
-
-@admin.action(
-    description="Force close and draw now, before the window ends (recorded)",
-    permissions=["close_lottery", "force_close_lottery"],
-)
-def close_forced(modeladmin: "LotteryAdmin", request: HttpRequest, queryset: QuerySet[Lottery]) -> None:
-    _close(modeladmin, request, queryset, force=True)
-
-
-@admin.register(Lottery)
 class LotteryAdmin(admin.ModelAdmin[Lottery]):
-    """Lotteries change state only through the life-cycle service: the form is read-only."""
+    """Lotteries change state only through the life-cycle services: the form is read-only.
+
+    Registered by ``lifecycle.admin``, which adds the close actions (closing
+    draws, and the draws app sits above this one).
+    """
 
     list_display = ["id", "title", "kind", "state", "day", "closes_at", "valid", "rejected", "void", "draw_link"]
     list_filter = ["kind", "state", "day"]
     search_fields = ["=id", "title"]
     date_hierarchy = "day"
     inlines = [TransitionInline]
-    actions = [close_due, close_forced]
     fields = readonly_fields = (
-        "kind",
-        "state",
-        "title",
-        "day",
-        "opens_at",
-        "closes_at",
-        "prize",
-        "winners_count",
-        "seed_commitment",
+        *LOTTERY_PUBLIC_FIELDS,
         "game_id",
         "currency",
         "pool_size",
@@ -131,17 +92,3 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def has_close_lottery_permission(self, request: HttpRequest) -> bool:
-        return staff_may(request, CLOSE_LOTTERY)
-
-    def has_force_close_lottery_permission(self, request: HttpRequest) -> bool:
-        return staff_may(request, FORCE_CLOSE_LOTTERY)
-
-
-@admin.register(PoolGame)
-class PoolGameAdmin(admin.ModelAdmin[PoolGame]):
-    """Pool size and payout per game; takes effect for the next pool a game opens."""
-
-    list_display = ["game_id", "pool_size", "payout_ratio", "updated_at"]
-    search_fields = ["game_id"]

@@ -1,10 +1,10 @@
-"""Lottery endpoints: list, detail, close."""
+"""Lottery endpoints: list and detail (closing is ``lifecycle.apis``)."""
 
 from typing import Any, ClassVar
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
@@ -13,14 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
-from core.fields import StrictBooleanField
 from core.filters import IsoDateFilter, StrictFilterSet
-from core.permissions import StaffOrInternalTokenApi
-from entries.models import Player
-from lotteries.errors import LotteryNotDue, LotteryNotFound
-from lotteries.models import CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
+from lotteries.errors import LotteryNotFound
+from lotteries.models import LOTTERY_PUBLIC_FIELDS, Lottery, LotteryTransition
 from lotteries.selectors import lottery_detail, lottery_list
-from lotteries.services import lottery_close
 
 
 class LotteryFilter(StrictFilterSet):
@@ -41,20 +37,7 @@ class LotteryOutput(serializers.ModelSerializer[Lottery]):
 
     class Meta:
         model = Lottery
-        fields = [
-            "id",
-            "kind",
-            "state",
-            "title",
-            "day",
-            "opens_at",
-            "closes_at",
-            "prize",
-            "winners_count",
-            "seed_commitment",
-            "ballot_count",
-            "draw_id",
-        ]
+        fields = ["id", *LOTTERY_PUBLIC_FIELDS, "ballot_count", "draw_id"]
 
     def get_draw_id(self, lottery: Lottery) -> int | None:
         draw = getattr(lottery, "draw", None)
@@ -105,37 +88,3 @@ class LotteryDetailApi(APIView):
         if lottery is None:
             raise LotteryNotFound(details={"lottery_id": lottery_id})
         return Response(LotteryDetailOutput(lottery).data)
-
-
-class LotteryCloseApi(StaffOrInternalTokenApi):
-    """Close and draw a lottery now. Staff with `close_lottery`, or the close token in X-Internal-Token.
-
-    Refused before the end of the entrance window unless ``force`` is true
-    (the early close is recorded; staff also need `force_close_lottery`).
-    Idempotent: closing a drawn lottery returns it unchanged.
-    """
-
-    required_permission = CLOSE_LOTTERY
-    internal_token_purpose = "close"  # noqa: S105 (the name of a purpose, not a secret)
-    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (LotteryNotFound, LotteryNotDue)
-
-    @extend_schema_serializer(component_name="LotteryCloseInput")
-    class Input(serializers.Serializer[dict[str, Any]]):
-        force = StrictBooleanField(default=False, help_text="Close before the end of the entrance window.")
-
-    @extend_schema_serializer(component_name="LotteryCloseOutput")
-    class Output(serializers.Serializer[Any]):
-        lottery = LotteryDetailOutput()
-        changed = serializers.BooleanField(help_text="False when the lottery was already drawn or cancelled.")
-
-    @extend_schema(request=Input, responses={200: Output})
-    def post(self, request: Request, lottery_id: int) -> Response:
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
-        actor = self.actor(request)
-        assert actor is None or isinstance(actor, Player)
-        outcome = lottery_close(
-            lottery_id=lottery_id, source=TransitionSource.API, actor=actor, force=data.validated_data["force"]
-        )
-        lottery = lottery_detail(lottery_id=outcome.lottery.pk)
-        return Response(self.Output({"lottery": lottery, "changed": outcome.changed}).data)

@@ -1,17 +1,27 @@
 """Life-cycle events of a lottery (topic lottery.v1.lifecycle, key: the lottery id)."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from core import currencies
-from draws.models import Draw
 from lotteries.models import Lottery
-from lotteries.selectors import RefundStake
 from outbox import events
 from outbox.events import DomainEvent
 
 
-def _event(event_type: str, lottery: Lottery, data: dict[str, Any]) -> DomainEvent:
+@dataclass(frozen=True)
+class RefundStake:
+    """A stake of a cancelled pool, which the game service must refund (the ``stakes`` of LotteryCancelled)."""
+
+    stake_id: str
+    player_id: int
+    amount: Decimal
+    currency: str
+
+
+def lottery_event(event_type: str, lottery: Lottery, data: dict[str, Any]) -> DomainEvent:
     return DomainEvent(
         type=event_type,
         aggregate_type="lottery",
@@ -21,7 +31,7 @@ def _event(event_type: str, lottery: Lottery, data: dict[str, Any]) -> DomainEve
 
 
 def lottery_opened(lottery: Lottery) -> DomainEvent:
-    return _event(
+    return lottery_event(
         events.LOTTERY_OPENED,
         lottery,
         {
@@ -37,23 +47,7 @@ def lottery_opened(lottery: Lottery) -> DomainEvent:
 
 
 def lottery_closed(lottery: Lottery, *, source: str, forced: bool) -> DomainEvent:
-    return _event(events.LOTTERY_CLOSED, lottery, {"source": source, "forced": forced})
-
-
-def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
-    return _event(
-        events.LOTTERY_DRAWN,
-        lottery,
-        {
-            "source": source,
-            "draw_id": draw.pk,
-            "algorithm_version": draw.algorithm_version,
-            "seed": draw.seed,
-            "entries_digest": draw.entries_digest,
-            "entries_count": draw.entries_count,
-            "winning_ballot_ids": list(draw.winning_ballot_ids),
-        },
-    )
+    return lottery_event(events.LOTTERY_CLOSED, lottery, {"source": source, "forced": forced})
 
 
 def lottery_cancelled(lottery: Lottery, *, source: str, reason: str, stakes: Sequence[RefundStake] = ()) -> DomainEvent:
@@ -68,4 +62,4 @@ def lottery_cancelled(lottery: Lottery, *, source: str, reason: str, stakes: Seq
         }
         for stake in stakes
     ]
-    return _event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": refunds})
+    return lottery_event(events.LOTTERY_CANCELLED, lottery, {"source": source, "reason": reason, "stakes": refunds})

@@ -2,8 +2,10 @@
 
 States: ``open`` -> ``closed`` -> ``drawn``, or ``cancelled`` when nothing
 valid was entered or a pool was still short of players when its wait ended.
-Transitions happen only in ``lotteries.services`` under a row lock, and each
-one is recorded as a ``LotteryTransition``.
+Every transition goes through ``lotteries.services.lottery_transition`` (or,
+for a batch of pools, ``pools.services``, which records the rows that
+``transition_row`` builds) under the lottery's row lock, and each one is
+recorded as a ``LotteryTransition``.
 
 Lock protocol (what makes the draw see one frozen list of ballots): every
 write to a lottery's ballots (insert, void) holds at least a share lock on the
@@ -87,24 +89,18 @@ class Lottery(models.Model):
         return f"{self.title} (#{self.pk}, {self.state})"
 
 
-class PoolGame(models.Model):
-    """How the pools of one game are run. A game without a row uses the POOL_* settings."""
-
-    game_id = models.CharField(max_length=100, primary_key=True)
-    pool_size = models.PositiveIntegerField(help_text="Distinct players that fill a pool (at least 2).")
-    payout_ratio = models.DecimalField(
-        max_digits=5, decimal_places=4, help_text="Share of the pot paid to the winner, e.g. 0.9000."
-    )
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(name="pool_game_size", condition=Q(pool_size__gte=2)),
-            models.CheckConstraint(name="pool_game_ratio", condition=Q(payout_ratio__gt=0, payout_ratio__lte=1)),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.game_id}: pools of {self.pool_size}, payout {self.payout_ratio}"
+# What the public API says of a lottery after its id, in this order; the admin shows them first too.
+LOTTERY_PUBLIC_FIELDS = (
+    "kind",
+    "state",
+    "title",
+    "day",
+    "opens_at",
+    "closes_at",
+    "prize",
+    "winners_count",
+    "seed_commitment",
+)
 
 
 class TransitionSource(models.TextChoices):

@@ -1,8 +1,6 @@
 """Read side of lotteries."""
 
-from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet
 
@@ -45,25 +43,3 @@ def lottery_list() -> QuerySet[Lottery]:
 
 def lottery_detail(*, lottery_id: int) -> Lottery | None:
     return lottery_list().prefetch_related("transitions", "awards__player").filter(pk=lottery_id).first()
-
-
-@dataclass(frozen=True)
-class RefundStake:
-    """A stake of a cancelled pool, which the game service must refund."""
-
-    stake_id: str
-    player_id: int
-    amount: Decimal
-    currency: str
-
-
-def stakes_for_refund(*, lottery: Lottery) -> list[RefundStake]:
-    """A cancelled pool's stakes, in the order they were applied, for its LotteryCancelled event."""
-    from entries.models import Stake  # entries' models refer to lotteries'
-
-    return [
-        RefundStake(*row)
-        for row in Stake.objects.filter(lottery=lottery)
-        .order_by("id")
-        .values_list("stake_id", "player_id", "amount", "currency")
-    ]

@@ -1,30 +1,26 @@
-"""The lottery life cycle: opening, closing and drawing.
+"""A lottery's own rules: its days, what a new one is, what a winner is paid, and its transitions.
 
-Every caller (beat, the close command, admin, the API) goes through
-``lottery_close``; it is atomic, guarded by the lottery's row lock and
-idempotent, so any number of concurrent calls yield one draw.
+Opening (with a seed) and closing (with a draw) need the draws app too: they
+are ``lifecycle.services``. Every transition is recorded as a
+``LotteryTransition`` under the lottery's row lock.
 """
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from enum import StrEnum
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.authorization import actor_id, require_permission
-from draws import algorithm
-from draws.models import Draw
-from draws.services import draw_run, seed_store
-from lotteries import events as lottery_events
-from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound
-from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, LotteryTransition, TransitionSource
-from lotteries.selectors import stakes_for_refund
-from outbox.services import publish
+from core import currencies
+from core.authorization import actor_id
+from core.db import write_rows
+from lotteries.errors import InvalidLottery
+from lotteries.models import Lottery, LotteryTransition
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +43,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     )
 
 
-def lottery_open(
+def lottery_new(
     *,
     kind: str,
     title: str,
@@ -56,135 +52,70 @@ def lottery_open(
     closes_at: datetime,
     prize: str,
     winners_count: int = 1,
-    source: str = TransitionSource.SYSTEM,
-    actor: AbstractUser | None = None,
+    now: datetime | None = None,
+    **pool_terms: Any,
 ) -> Lottery:
-    """Create an open lottery and publish its seed commitment.
+    """A new open lottery, validated and not yet saved: the one definition behind every way of opening one.
 
-    The seed is drawn from a CSPRNG here, before any ballot can exist, and
-    kept secret until the draw.
+    ``lifecycle.services.lotteries_open`` gives it its seed commitment and
+    stores it with its seed, its first transition and its LotteryOpened event. ``pool_terms`` are a pool's
+    ``game_id``, ``currency``, ``pool_size``, ``payout_ratio`` and ``pot``.
     """
     if closes_at <= opens_at:
         raise InvalidLottery("closes_at must be after opens_at.")
     if winners_count < 1:
         raise InvalidLottery("winners_count must be at least 1.")
-    seed = algorithm.new_seed()
-    with transaction.atomic():
-        lottery = Lottery.objects.create(
-            kind=kind,
-            title=title,
-            day=day,
-            opens_at=opens_at,
-            closes_at=closes_at,
-            prize=prize,
-            winners_count=winners_count,
-            seed_commitment=algorithm.commitment(seed),
-        )
-        seed_store(lottery=lottery, seed=seed)
-        LotteryTransition.objects.create(
-            lottery=lottery, to_state=Lottery.State.OPEN, source=source, actor_id=actor_id(actor)
-        )
-        publish(lottery_events.lottery_opened(lottery))
-    logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
-    return lottery
+    now = now or timezone.now()
+    return Lottery(
+        kind=kind,
+        state=Lottery.State.OPEN,
+        title=title,
+        day=day,
+        opens_at=opens_at,
+        closes_at=closes_at,
+        prize=prize,
+        winners_count=winners_count,
+        created_at=now,
+        updated_at=now,
+        **pool_terms,
+    )
 
 
-def daily_lottery_open(*, day: date | None = None, source: str = TransitionSource.BEAT) -> Lottery:
-    """Open the daily lottery of ``day`` (default: today) unless it exists. Idempotent."""
-    day = day or lottery_today()
-    existing = Lottery.objects.filter(kind=Lottery.Kind.DAILY, day=day).first()
-    if existing is not None:
-        return existing
-    starts, ends = day_bounds(day)
-    try:
-        return lottery_open(
-            kind=Lottery.Kind.DAILY,
-            title=f"Daily lottery {day.isoformat()}",
-            day=day,
-            opens_at=starts,
-            closes_at=ends,
-            prize=settings.DAILY_LOTTERY_PRIZE,
-            source=source,
-        )
-    except IntegrityError:
-        # Another process opened it between our read and our insert.
-        return Lottery.objects.get(kind=Lottery.Kind.DAILY, day=day)
+def lottery_win_sum(lottery: Lottery) -> Decimal | None:
+    """What a winner is paid: a pool's pot x payout ratio, rounded down to its currency's minor unit; else none."""
+    if lottery.kind != Lottery.Kind.POOL:
+        return None
+    assert lottery.payout_ratio is not None
+    return currencies.round_down(lottery.pot * lottery.payout_ratio, lottery.currency)
 
 
-@dataclass(frozen=True)
-class CloseOutcome:
-    lottery: Lottery
-    changed: bool  # False: it was already drawn or cancelled; nothing was done
-    draw: Draw | None
-
-
-class CloseStep(StrEnum):
-    """What ``lottery_close`` does with a lottery in a given state at a given time."""
-
-    CLOSE_AND_DRAW = "close and draw"
-    DRAW = "draw"  # left closed by an earlier failure
-    REFUSE_NOT_DUE = "refuse (window not ended; force to close)"
-    NOTHING = "nothing to do"  # already drawn or cancelled
-
-
-def close_step(lottery: Lottery, *, now: datetime, force: bool) -> CloseStep:
-    """The one decision behind ``lottery_close`` and the close command's ``--dry-run``."""
-    if lottery.state in (Lottery.State.DRAWN, Lottery.State.CANCELLED):
-        return CloseStep.NOTHING
-    if lottery.state == Lottery.State.OPEN:
-        return CloseStep.CLOSE_AND_DRAW if force or now >= lottery.closes_at else CloseStep.REFUSE_NOT_DUE
-    return CloseStep.DRAW
-
-
-def lottery_close(
+def transition_row(
     *,
     lottery_id: int,
+    from_state: str,
+    to_state: str,
     source: str,
+    now: datetime,
     actor: AbstractUser | None = None,
-    force: bool = False,
-    now: datetime | None = None,
-) -> CloseOutcome:
-    """Close a lottery and draw it, in one transaction, with its events.
+    forced: bool = False,
+    note: str = "",
+) -> dict[str, Any]:
+    """One ``LotteryTransition`` as a row for ``transitions_record``."""
+    return {
+        "lottery_id": lottery_id,
+        "from_state": from_state,
+        "to_state": to_state,
+        "source": source,
+        "actor_id": actor_id(actor),
+        "forced": forced,
+        "note": note,
+        "created_at": now,
+    }
 
-    Locks the lottery row (``SELECT ... FOR UPDATE``) for the whole
-    transaction. Open -> closed -> drawn (or cancelled with no valid ballot);
-    a lottery left ``closed`` by an earlier failure is drawn. Before
-    ``closes_at`` the close is refused unless ``force`` (recorded on the
-    transition). Idempotent: an already drawn or cancelled lottery is
-    returned unchanged.
 
-    A staff ``actor`` needs ``close_lottery``, and ``force_close_lottery``
-    for an early close; ``None`` is the platform itself (beat, commands,
-    pool fills, the close token).
-    """
-    now = now or timezone.now()
-    require_permission(actor, CLOSE_LOTTERY)
-    with transaction.atomic():
-        lottery = Lottery.objects.select_for_update().filter(pk=lottery_id).first()
-        if lottery is None:
-            raise LotteryNotFound(details={"lottery_id": lottery_id})
-        step = close_step(lottery, now=now, force=force)
-        if step == CloseStep.NOTHING:
-            return CloseOutcome(lottery=lottery, changed=False, draw=getattr(lottery, "draw", None))
-        if step == CloseStep.REFUSE_NOT_DUE:
-            raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
-        if step == CloseStep.CLOSE_AND_DRAW:
-            early = now < lottery.closes_at
-            if early:
-                require_permission(actor, FORCE_CLOSE_LOTTERY)
-            lottery_transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
-            publish(lottery_events.lottery_closed(lottery, source=source, forced=early))
-        draw = draw_run(lottery=lottery, now=now)
-        if draw is None:
-            reason = "no valid ballots"
-            lottery_transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
-            refunds = stakes_for_refund(lottery=lottery) if lottery.kind == Lottery.Kind.POOL else []
-            publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason, stakes=refunds))
-        else:
-            lottery_transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
-            # After the awards' events (written by draw_run): consumers see the awards, then "drawn".
-            publish(lottery_events.lottery_drawn(lottery, draw=draw, source=source))
-    return CloseOutcome(lottery=lottery, changed=True, draw=draw)
+def transitions_record(rows: Sequence[dict[str, Any]]) -> None:
+    """Record transitions (rows from ``transition_row``): one INSERT for a few, COPY for a batch of pools."""
+    write_rows(LotteryTransition, rows)
 
 
 def lottery_transition(
@@ -206,14 +137,19 @@ def lottery_transition(
     updated = Lottery.objects.filter(pk=lottery.pk, state=from_state).update(state=to_state, updated_at=now)
     if updated != 1:
         raise RuntimeError(f"lottery {lottery.pk} left state {from_state} under its lock")
-    LotteryTransition.objects.create(
-        lottery=lottery,
-        from_state=from_state,
-        to_state=to_state,
-        source=source,
-        actor_id=actor_id(actor),
-        forced=forced,
-        note=note,
+    transitions_record(
+        [
+            transition_row(
+                lottery_id=lottery.pk,
+                from_state=from_state,
+                to_state=to_state,
+                source=source,
+                actor=actor,
+                forced=forced,
+                note=note,
+                now=now,
+            )
+        ]
     )
     lottery.state = to_state
     logger.info(

@@ -1,6 +1,6 @@
 """Settings, read from the environment with local defaults.
 
-Grouped by concern; every variable is listed in the README. Nothing here
+Grouped by concern; every variable is listed in docs/settings.md. Nothing here
 reads a file: a deployment is configured by its environment alone.
 """
 
@@ -90,12 +90,14 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "axes",
+    # The project's apps, from the ground floor up: each imports only the apps listed before it (bin/architecture).
     "core",
-    "entries",
-    "lotteries",
-    "draws",
-    "notifications",
     "outbox",
+    "lotteries",
+    "entries",
+    "draws",
+    "lifecycle",
+    "pools",
 ]
 
 MIDDLEWARE = [
@@ -297,13 +299,13 @@ STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimu
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
     "open-daily-lottery": {
-        "task": "lotteries.tasks.open_daily_lottery",
+        "task": "lifecycle.tasks.open_daily_lottery",
         "schedule": crontab(minute="*"),
     },
     # Closes and draws every lottery whose entrance window has ended, so
     # yesterday's daily lottery is drawn within a minute of midnight.
     "close-due-lotteries": {
-        "task": "lotteries.tasks.close_due_lotteries",
+        "task": "lifecycle.tasks.close_due_lotteries",
         "schedule": crontab(minute="*"),
     },
     # Safety net behind the kicks sent on commit: nothing waits longer than this.
@@ -314,7 +316,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Cancels pools still short of players after POOL_MAX_WAIT_SECONDS.
     "expire-pools": {
-        "task": "lotteries.tasks.expire_pools",
+        "task": "pools.tasks.expire_pools",
         "schedule": crontab(minute="*"),
     },
     "purge-outbox": {

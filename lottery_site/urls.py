@@ -12,6 +12,8 @@ api_v1 = [
     path("", include("entries.urls")),
     path("", include("lotteries.urls")),
     path("", include("draws.urls")),
+    path("", include("lifecycle.urls")),
+    path("", include("pools.urls")),
 ]
 
 urlpatterns = [

@@ -21,9 +21,34 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from core.authorization import require_permission
+from core.db import sql
 from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter, InboxMessage
 
 logger = logging.getLogger(__name__)
+
+
+_INBOX_CLAIM_SQL = sql(
+    """
+INSERT INTO {InboxMessage} (consumer, message_id, received_at)
+SELECT %s, unnest(%s::varchar[]), now()
+ON CONFLICT (consumer, message_id) DO NOTHING
+RETURNING message_id
+""",
+    InboxMessage=InboxMessage,
+)
+
+# A dead letter per refused message, once while it is open (a redelivery finds it).
+_DEAD_LETTER_SQL = sql(
+    """
+INSERT INTO {DeadLetter}
+    (consumer, topic, partition, "offset", digest, key, value, headers, reason, error, status, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {open}, now())
+ON CONFLICT (topic, partition, "offset", digest) WHERE status = {open} DO NOTHING
+RETURNING id
+""",
+    DeadLetter=DeadLetter,
+    open=DeadLetter.Status.OPEN,
+)
 
 
 def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -32,15 +57,7 @@ def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
     if not ids:
         return set()
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO outbox_inboxmessage (consumer, message_id, received_at)
-            SELECT %s, unnest(%s::varchar[]), now()
-            ON CONFLICT (consumer, message_id) DO NOTHING
-            RETURNING message_id
-            """,
-            [consumer, ids],
-        )
+        cursor.execute(_INBOX_CLAIM_SQL, [consumer, ids])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -84,14 +101,7 @@ def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusa
     with connection.cursor() as cursor:
         for r in refusals:
             cursor.execute(
-                """
-                INSERT INTO outbox_deadletter
-                    (consumer, topic, partition, "offset", digest, key, value, headers, reason, error, status,
-                     created_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'open', now())
-                ON CONFLICT (topic, partition, "offset", digest) WHERE status = 'open' DO NOTHING
-                RETURNING id
-                """,
+                _DEAD_LETTER_SQL,
                 [
                     consumer,
                     r.topic,
@@ -140,7 +150,7 @@ def counters_total(*, consumer: str) -> Counter[str]:
     return total
 
 
-# Each consumer registers how to replay its dead letters (entries registers "stakes").
+# Each consumer registers how to replay its dead letters (pools registers "stakes", in pools/apps.py).
 Replayer = Callable[[DeadLetter], str]
 REPLAYERS: dict[str, Replayer] = {}
 
@@ -179,7 +189,7 @@ def inbox_purge(*, now: datetime | None = None, batch_size: int = PURGE_BATCH_SI
 
     A message redelivered after its id was forgotten would apply twice, so the
     retention must outlive the consumed topics' own (``retention.ms``) plus the
-    longest lag a consumer may have: see the README.
+    longest lag a consumer may have: see docs/kafka.md.
     """
     cutoff = (now or timezone.now()) - timedelta(days=settings.INBOX_RETENTION_DAYS)
     return _purge(InboxMessage.objects.filter(received_at__lt=cutoff).order_by("received_at"), batch_size)

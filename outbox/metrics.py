@@ -14,7 +14,8 @@ from prometheus_client import Counter
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from outbox.models import ConsumerCounter
+from core.db import sql
+from outbox.models import ConsumerCounter, OutboxEvent
 from outbox.pipeline import pipeline_status
 
 logger = logging.getLogger(__name__)
@@ -25,13 +26,19 @@ failed_attempts_total = Counter(
 )
 broker_unavailable_total = Counter("lottery_outbox_broker_unavailable_total", "Relay batches stopped by Kafka trouble")
 
-_BACKLOG_SQL = """
-SELECT count(*) FILTER (WHERE state = 'pending'),
-       count(*) FILTER (WHERE state = 'failed'),
+_BACKLOG_SQL = sql(
+    """
+SELECT count(*) FILTER (WHERE state = {pending}),
+       count(*) FILTER (WHERE state = {failed}),
        coalesce(extract(epoch FROM now() - min(created_at)), 0)
-FROM outbox_outboxevent
-WHERE state <> 'published'
-"""
+FROM {OutboxEvent}
+WHERE state <> {published}
+""",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
 
 class OutboxCollector(Collector):

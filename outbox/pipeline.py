@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
+from core.db import sql
 from outbox.coordination import redis_client
+from outbox.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,18 @@ _KEY = "lottery:heartbeat:{}"
 
 _last_beat: dict[str, float] = {}
 
-_OUTBOX_SQL = """
-SELECT coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0),
-       count(*) FILTER (WHERE state = 'failed')
-FROM outbox_outboxevent
-WHERE state <> 'published'
-"""
+_OUTBOX_SQL = sql(
+    """
+SELECT coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = {pending})), 0),
+       count(*) FILTER (WHERE state = {failed})
+FROM {OutboxEvent}
+WHERE state <> {published}
+""",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
 
 def heartbeat(process: str) -> None:

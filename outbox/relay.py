@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -30,51 +31,75 @@ from django.utils import timezone
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
+from core.db import sql
 from outbox import kafka, metrics
+from outbox.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
 # Rows behind a parked (failed) row of their key are not claimed: they must
 # wait, and claiming them would fill every batch while other keys starve.
-_CLAIM_SQL = """
+_CLAIM_SQL = sql(
+    """
 SELECT id, event_id::text, event_type, topic, key, value, message_type, headers
-FROM outbox_outboxevent e
-WHERE state = 'pending'
+FROM {OutboxEvent} e
+WHERE state = {pending}
   AND NOT EXISTS (
-      SELECT 1 FROM outbox_outboxevent f WHERE f.key = e.key AND f.state = 'failed' AND f.id < e.id
+      SELECT 1 FROM {OutboxEvent} f WHERE f.key = e.key AND f.state = {failed} AND f.id < e.id
   )
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
-"""
+""",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
 # For each key of the batch: the first unpublished row of that key that this
 # batch does not hold. Rows of the key from there on must wait. Only a row
 # below the batch's last id can block it: each lookup walks the (key, id)
 # index of unpublished rows from the key's oldest and stops at the first
 # hit, so its cost does not grow with the backlog.
-_FIRST_BLOCKER_SQL = """
+_FIRST_BLOCKER_SQL = sql(
+    """
 SELECT k.key, blocker.id
 FROM unnest(%(keys)s::varchar[]) AS k(key)
 CROSS JOIN LATERAL (
-    SELECT e.id FROM outbox_outboxevent e
-    WHERE e.key = k.key AND e.state <> 'published' AND e.id < %(last_id)s AND NOT (e.id = ANY(%(ids)s))
+    SELECT e.id FROM {OutboxEvent} e
+    WHERE e.key = k.key AND e.state <> {published} AND e.id < %(last_id)s AND NOT (e.id = ANY(%(ids)s))
     ORDER BY e.id
     LIMIT 1
 ) blocker
-"""
+""",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
-_MARK_PUBLISHED_SQL = """
-UPDATE outbox_outboxevent SET state = 'published', published_at = %s WHERE id = ANY(%s)
-"""
+_MARK_PUBLISHED_SQL = sql(
+    "UPDATE {OutboxEvent} SET state = {published}, published_at = %s WHERE id = ANY(%s)",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
-_RECORD_FAILURE_SQL = """
-UPDATE outbox_outboxevent
+_RECORD_FAILURE_SQL = sql(
+    """
+UPDATE {OutboxEvent}
 SET attempts = attempts + 1,
     last_error = %(error)s,
-    state = CASE WHEN attempts + 1 >= %(max_attempts)s THEN 'failed' ELSE 'pending' END
+    state = CASE WHEN attempts + 1 >= %(max_attempts)s THEN {failed} ELSE {pending} END
 WHERE id = %(id)s
-"""
+""",
+    OutboxEvent=OutboxEvent,
+    pending=OutboxEvent.State.PENDING,
+    failed=OutboxEvent.State.FAILED,
+    published=OutboxEvent.State.PUBLISHED,
+)
 
 
 class RelayBrokerDown(Exception):
@@ -181,10 +206,27 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
         producer = kafka.producer()
     except KafkaError as error:  # a new producer cannot bootstrap while the broker is down
         return [], {}, error
+    futures, failures, broker_error = _produce(producer, rows)
+    if futures:
+        try:
+            producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
+        except KafkaTimeoutError as error:
+            broker_error = broker_error or error
+    acknowledged, broker_error = _settle(rows, futures, failures, broker_error)
+    if broker_error is not None:
+        return acknowledged, {}, broker_error  # the broker was unwell: no attempt counts against an event
+    if failures:
+        kafka.reset_producer()  # the next attempt of a failed event uses a fresh producer
+    return acknowledged, failures, broker_error
+
+
+def _produce(
+    producer: Any, rows: list[_Row]
+) -> tuple[list[tuple[_Row, FutureRecordMetadata]], dict[int, str], BaseException | None]:
+    """Hand rows to the producer in order, a key stopping at its first failure; stop all at broker trouble."""
     futures: list[tuple[_Row, FutureRecordMetadata]] = []
     failures: dict[int, str] = {}
     stopped_keys: set[str] = set()  # keys with a failure: nothing more of them is sent this batch
-    broker_error: BaseException | None = None
     for row in rows:
         if row.key in stopped_keys:
             continue
@@ -193,21 +235,25 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
             future = producer.send(row.topic, key=key, value=value, headers=headers)
         except (KafkaError, ValueError, TypeError) as error:  # Kafka's verdict on the broker, or on this message
             if kafka.is_broker_trouble(error):
-                broker_error = error
-                break
+                return futures, failures, error
             failures[row.id] = f"{type(error).__name__}: {error}"
             stopped_keys.add(row.key)
             continue
         futures.append((row, future))
+    return futures, failures, None
 
-    if futures:
-        try:
-            producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
-        except KafkaTimeoutError as error:
-            broker_error = broker_error or error
 
-    # Rows are in id order: a key's rows before its first failure that the
-    # broker took are marked; from the failure on, nothing of the key is.
+def _settle(
+    rows: list[_Row],
+    futures: list[tuple[_Row, FutureRecordMetadata]],
+    failures: dict[int, str],
+    broker_error: BaseException | None,
+) -> tuple[list[_Row], BaseException | None]:
+    """The rows to mark published, after the flush; adds the events' own failures to ``failures``.
+
+    Rows are in id order: a key's rows before its first failure that the
+    broker took are marked; from the failure on, nothing of the key is.
+    """
     key_of = {r.id: r.key for r in rows}
     first_failure: dict[str, int] = {}
     for row_id in sorted(failures):
@@ -229,11 +275,7 @@ def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException |
         broker_error = KafkaError(
             f"{len(failures)} events failed and none was acknowledged: {next(iter(failures.values()))}"
         )
-    if broker_error is not None:
-        return acknowledged, {}, broker_error  # the broker was unwell: no attempt counts against an event
-    if failures:
-        kafka.reset_producer()  # the next attempt of a failed event uses a fresh producer
-    return acknowledged, failures, broker_error
+    return acknowledged, broker_error
 
 
 @dataclass

@@ -9,7 +9,6 @@ waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -19,7 +18,7 @@ from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
 from core.authorization import require_permission
-from core.db import copy_rows
+from core.db import write_rows
 from outbox.coordination import kick_relay
 from outbox.events import AUDIT_EVENT_TYPES, DomainEvent
 from outbox.models import REPLAY_OUTBOX_EVENT, OutboxEvent
@@ -27,14 +26,6 @@ from outbox.models import REPLAY_OUTBOX_EVENT, OutboxEvent
 logger = logging.getLogger(__name__)
 
 PURGE_BATCH_SIZE = 5000
-
-
-_COLUMNS = [
-    "event_id", "event_type", "topic", "message_type", "key", "value", "headers", "state", "attempts", "last_error",
-    "created_at",
-]  # fmt: skip
-_INSERT_SQL = f"INSERT INTO outbox_outboxevent ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608 (constant names only)
-COPY_THRESHOLD = 20
 
 
 def publish(*events: DomainEvent) -> int:
@@ -54,17 +45,20 @@ def publish(*events: DomainEvent) -> int:
     propagate.inject(carrier)  # W3C traceparent of the active trace, if any
     headers = Jsonb(carrier)
     rows = [
-        (event.id, event.type, event.route.topic, event.route.message_type, event.aggregate_id, event.to_json(),
-         headers, OutboxEvent.State.PENDING, 0, "", event.occurred_at)
+        {
+            "event_id": event.id,
+            "event_type": event.type,
+            "topic": event.route.topic,
+            "message_type": event.route.message_type,
+            "key": event.aggregate_id,
+            "value": event.to_json(),
+            "headers": headers,
+            "state": OutboxEvent.State.PENDING,
+            "created_at": event.occurred_at,
+        }
         for event in events
-    ]  # fmt: skip
-    if len(rows) <= COPY_THRESHOLD:
-        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-        values: list[Any] = [value for row in rows for value in row]
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_SQL + placeholders, values)
-    else:
-        copy_rows("outbox_outboxevent", _COLUMNS, rows)
+    ]
+    write_rows(OutboxEvent, rows)
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
 

@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from entries.models import Ballot, Player
 from entries.services import ballot_submit
+from lifecycle.services import lottery_close, lottery_open
 from lotteries.models import Lottery, TransitionSource
-from lotteries.services import lottery_open
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics, reset_producer
 from tests.kafka import Broker
@@ -114,6 +114,28 @@ def client_for() -> Callable[[Player], APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture
+def staff(db) -> Player:
+    return Player.objects.create_superuser(username="boss", email="boss@example.com", password="boss-password")
+
+
+@pytest.fixture
+def admin_client(client, staff):
+    """The test client logged in as ``staff`` (this replaces pytest-django's own ``admin_client``)."""
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def drawn_lottery(make_lottery, make_player, enter):
+    """A lottery drawn by the service, with one ballot."""
+    closes_at = timezone.now() - timedelta(minutes=5)
+    lottery = make_lottery(closes_at=closes_at)
+    enter(lottery, make_player(), now=closes_at - timedelta(minutes=1))
+    lottery_close(lottery_id=lottery.pk, source=TransitionSource.SYSTEM)
+    return Lottery.objects.get(pk=lottery.pk)
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,13 @@ from rest_framework.test import APIClient
 from core.errors import PermissionDenied
 from entries.models import Ballot, Player, PlayerBanEvent
 from entries.roles import ROLES
-from entries.services import player_ban, player_unban, stake_produce
+from entries.services import player_ban, player_unban
+from lifecycle.services import lottery_close
 from lotteries.models import Lottery
-from lotteries.services import lottery_close
 from outbox.inbox import dead_letters_replay
 from outbox.models import DeadLetter, OutboxEvent
 from outbox.services import replay_failed
+from pools.door import stake_produce
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +62,7 @@ def test_compliance_sees_every_admin_page_but_may_change_nothing(client, staff_i
     for page in ["entries_player", "entries_ballot", "lotteries_lottery", "draws_draw", "outbox_outboxevent"]:
         html = client.get(reverse(f"admin:{page}_changelist")).content.decode()
         assert 'name="action"' not in html, page  # no action to run
-    assert client.get(reverse("admin:lotteries_poolgame_add")).status_code == 403
+    assert client.get(reverse("admin:pools_poolgame_add")).status_code == 403
 
 
 # --- The doors, each with what it would change -----------------------------------------------
@@ -300,7 +301,7 @@ def test_a_staff_member_refused_at_an_api_door_is_told_the_permission(
     assert close.json()["error"] | {"message": ""} == {
         "code": "permission_denied", "message": "", "details": {"permission": "lotteries.close_lottery"}
     }  # fmt: skip
-    assert stakes.json()["error"]["details"] == {"permission": "entries.produce_stake"}
+    assert stakes.json()["error"]["details"] == {"permission": "pools.produce_stake"}
     anonymous = APIClient().post(reverse("lottery-close", args=[lottery.pk]), {}, format="json")
     assert (anonymous.status_code, anonymous.json()["error"]["details"]) == (403, {})  # nobody else is told more
     assert _lottery_state(lottery) == before

@@ -14,8 +14,9 @@ from draws.models import Draw, LotterySeed
 from entries.errors import DuplicateEntry
 from entries.models import Ballot, Player
 from entries.services import ballot_submit, player_ban
+from lifecycle.services import daily_lottery_open, lottery_close
 from lotteries.models import Lottery, TransitionSource
-from lotteries.services import daily_lottery_open, day_bounds, lottery_close, lottery_today
+from lotteries.services import day_bounds, lottery_today
 
 
 def _drawn_lottery(make_lottery, make_player, enter, *, players=3, winners_count=1, closes_at=None):

@@ -11,8 +11,8 @@ from draws.models import Draw, LotteryAward, LotterySeed
 from draws.services import draw_verify
 from entries.errors import DuplicateEntry
 from entries.models import Ballot
+from lifecycle.services import lottery_close
 from lotteries.models import Lottery
-from lotteries.services import lottery_close
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from draws import services
 from draws.models import Draw, DrawVerificationRecord
 from entries.models import Ballot, Player
-from lotteries.services import lottery_close
+from lifecycle.services import lottery_close
 from tests.concurrency import run_together
 
 

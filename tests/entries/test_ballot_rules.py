@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from entries.models import Ballot
 from entries.services import ballot_submit, player_ban
-from lotteries.services import lottery_close
+from lifecycle.services import lottery_close
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from entries.errors import BanReasonRequired, PlayerNotFound
 from entries.models import Ballot, Player, PlayerBanEvent
 from entries.services import ballot_submit, player_ban, player_unban
-from lotteries.services import lottery_close
+from lifecycle.services import lottery_close
 
 pytestmark = pytest.mark.django_db
 

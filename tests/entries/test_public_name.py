@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from entries.models import Player
+from lifecycle.services import lottery_close
 from lotteries.models import TransitionSource
-from lotteries.services import lottery_close
 
 LENGTHS_1_TO_10 = {
     "a": "***",

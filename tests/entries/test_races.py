@@ -10,8 +10,8 @@ from draws.services import draw_verify
 from entries.errors import BallotLimitReached, DuplicateEntry, PlayerBanned
 from entries.models import Ballot
 from entries.services import ballot_submit, player_ban
+from lifecycle.services import lottery_close
 from lotteries.errors import LotteryClosed
-from lotteries.services import lottery_close
 from tests.concurrency import run_together
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -92,7 +92,11 @@ def test_metrics_show_the_pipeline_and_the_heartbeats():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("command", "process"), [("relay_outbox", "relay"), ("consume_stakes", "consumer")])
 def test_the_long_running_processes_beat(command, process):
-    running = manage_py(command)
+    # A group and topic of this test's own, as every consumer test has: this
+    # one stops its consumer as soon as it beats, maybe in the middle of its
+    # group join, and the next test's consumer must not inherit that group.
+    suffix = uuid.uuid4().hex[:8]
+    running = manage_py(command, env={"STAKES_CONSUMER_GROUP": f"beat-{suffix}", "STAKES_TOPIC": f"beat-{suffix}"})
     try:
         deadline = time.monotonic() + 60
         while redis_client().get(f"lottery:heartbeat:{process}") is None:

@@ -8,8 +8,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from draws.models import LotteryAward
+from lifecycle.services import daily_lottery_open, lottery_close
 from lotteries.models import Lottery
-from lotteries.services import daily_lottery_open, lottery_close, lottery_today
+from lotteries.services import lottery_today
 from outbox import relay
 from outbox.events import DomainEvent
 from outbox.models import OutboxEvent

@@ -1,0 +1,78 @@
+import os
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from entries.errors import PlayerBanned
+from entries.models import Player
+from entries.services import ballot_submit
+from lifecycle.services import daily_lottery_open, lottery_close
+from lotteries.models import Lottery, TransitionSource
+from lotteries.services import day_bounds, lottery_today
+
+DEMO_PLAYERS = [
+    # username, phone, external account
+    ("alice", "+15550000001", "acct-1001"),
+    ("bob", "+15550000002", "acct-1002"),
+    ("carol", "+15550000003", "acct-1003"),
+    ("dave", "+15550000004", "acct-1004"),
+    ("erin", "+15550000005", "acct-1005"),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Seed a small demo (idempotent): a staff account, a few players with API tokens, "
+        "today's daily lottery with ballots, and yesterday's lottery drawn."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        staff_password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin")
+        player_password = os.environ.get("DEMO_PLAYER_PASSWORD", "demo-password")
+        with transaction.atomic():
+            staff, created = Player.objects.get_or_create(
+                username="admin", defaults={"is_staff": True, "is_superuser": True}
+            )
+            if created:
+                staff.set_password(staff_password)
+                staff.save(update_fields=["password"])
+            players = []
+            for username, phone, account in DEMO_PLAYERS:
+                player, created = Player.objects.get_or_create(
+                    username=username, defaults={"phone_number": phone, "external_account_id": account}
+                )
+                if created:
+                    player.set_password(player_password)
+                    player.save(update_fields=["password"])
+                players.append(player)
+
+        today = lottery_today()
+        yesterday = today - timedelta(days=1)
+        past = daily_lottery_open(day=yesterday, source=TransitionSource.COMMAND)
+        if past.state == Lottery.State.OPEN:
+            during = day_bounds(yesterday)[0] + timedelta(hours=12)
+            self._enter(past, players, now=during)
+            lottery_close(lottery_id=past.pk, source=TransitionSource.COMMAND)
+        current = daily_lottery_open(day=today, source=TransitionSource.COMMAND)
+        if current.state == Lottery.State.OPEN:
+            self._enter(current, players[:3], now=None)
+
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        shown = staff_password if staff.check_password(staff_password) else "(unchanged)"
+        self.stdout.write(f"  staff:   admin / {shown}  -> /admin/")
+        for player in players:
+            token, _ = Token.objects.get_or_create(user=player)
+            self.stdout.write(f"  player:  {player.username:6} token {token.key}")
+        self.stdout.write(
+            f"  today's lottery: #{current.pk}; yesterday's: #{past.pk} ({Lottery.objects.get(pk=past.pk).state})"
+        )
+
+    def _enter(self, lottery: Lottery, players: list[Player], *, now: Any) -> None:
+        for player in players:
+            try:
+                ballot_submit(lottery_id=lottery.pk, player=player, idempotency_key=f"demo-{lottery.day}", now=now)
+            except PlayerBanned:
+                continue

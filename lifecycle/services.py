@@ -1,0 +1,219 @@
+"""A lottery's life across apps: opened with a committed seed, closed then drawn, or cancelled and refunded.
+
+The orchestration that needs lotteries, entries and draws together sits
+here, above them, so that none of them imports another upward. Every caller
+(beat, the close command, admin, the API, a pool's fill) closes through
+``lottery_close``; it is atomic, guarded by the lottery's row lock and
+idempotent, so any number of concurrent calls yield one draw.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.authorization import require_permission
+from core.db import next_ids, object_row, write_rows
+from draws import algorithm
+from draws.events import lottery_drawn
+from draws.models import Draw
+from draws.services import draw_run, seeds_store
+from lotteries import events as lottery_events
+from lotteries.errors import LotteryNotDue, LotteryNotFound
+from lotteries.events import RefundStake
+from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, TransitionSource
+from lotteries.services import (
+    day_bounds,
+    lottery_new,
+    lottery_today,
+    lottery_transition,
+    transition_row,
+    transitions_record,
+)
+from outbox.services import publish
+
+logger = logging.getLogger(__name__)
+
+# What a cancelled lottery of a kind must give back, by kind: a pool's stakes.
+# The pool wing plugs its own in (pools.apps), since it sits above this floor.
+REFUNDS: dict[str, Callable[[Lottery], list[RefundStake]]] = {}
+
+
+# --- Opening ------------------------------------------------------------------
+
+
+def lotteries_open(
+    lotteries: Sequence[Lottery],
+    *,
+    source: str,
+    now: datetime,
+    actor: AbstractUser | None = None,
+) -> None:
+    """Store new lotteries (from ``lottery_new``), each with a fresh seed, its first transition and LotteryOpened.
+
+    The one way a lottery comes to exist, for one (``lottery_open``) or for
+    a batch of pools opened by one poll of stakes, in a fixed number of
+    statements. Each seed is drawn from a CSPRNG here, before any ballot can
+    exist; its commitment is stored on the lottery and published; the seed
+    stays secret until the draw. Runs in the caller's transaction.
+
+    A lottery is stored in the state its instance holds: ``open``, or
+    ``closed`` for a pool that the batch opening it also filled (one open
+    pool per game and currency is checked at each row); that caller records
+    the close.
+    """
+    if not lotteries:
+        return
+    seeds = [algorithm.new_seed() for _ in lotteries]
+    for lottery, lottery_id, seed in zip(lotteries, next_ids(Lottery, len(lotteries)), seeds, strict=True):
+        lottery.pk = lottery_id
+        lottery.seed_commitment = algorithm.commitment(seed)
+        lottery._state.adding = False  # stored below, as the ORM's save() would mark it
+    write_rows(Lottery, [object_row(lottery) for lottery in lotteries])
+    seeds_store(list(zip(lotteries, seeds, strict=True)), now=now)
+    transitions_record(
+        [
+            transition_row(
+                lottery_id=lottery.pk, from_state="", to_state=Lottery.State.OPEN, source=source, actor=actor, now=now
+            )
+            for lottery in lotteries
+        ]
+    )
+    publish(*(lottery_events.lottery_opened(lottery) for lottery in lotteries))
+
+
+def lottery_open(
+    *,
+    kind: str,
+    title: str,
+    day: date,
+    opens_at: datetime,
+    closes_at: datetime,
+    prize: str,
+    winners_count: int = 1,
+    source: str = TransitionSource.SYSTEM,
+    actor: AbstractUser | None = None,
+) -> Lottery:
+    """Create an open lottery and publish its seed commitment."""
+    now = timezone.now()
+    lottery = lottery_new(
+        kind=kind,
+        title=title,
+        day=day,
+        opens_at=opens_at,
+        closes_at=closes_at,
+        prize=prize,
+        winners_count=winners_count,
+        now=now,
+    )
+    with transaction.atomic():
+        lotteries_open([lottery], source=source, actor=actor, now=now)
+    logger.info("lottery opened", extra={"lottery_id": lottery.pk, "kind": kind, "closes_at": closes_at.isoformat()})
+    return lottery
+
+
+def daily_lottery_open(*, day: date | None = None, source: str = TransitionSource.BEAT) -> Lottery:
+    """Open the daily lottery of ``day`` (default: today) unless it exists. Idempotent."""
+    day = day or lottery_today()
+    existing = Lottery.objects.filter(kind=Lottery.Kind.DAILY, day=day).first()
+    if existing is not None:
+        return existing
+    starts, ends = day_bounds(day)
+    try:
+        return lottery_open(
+            kind=Lottery.Kind.DAILY,
+            title=f"Daily lottery {day.isoformat()}",
+            day=day,
+            opens_at=starts,
+            closes_at=ends,
+            prize=settings.DAILY_LOTTERY_PRIZE,
+            source=source,
+        )
+    except IntegrityError:
+        # Another process opened it between our read and our insert.
+        return Lottery.objects.get(kind=Lottery.Kind.DAILY, day=day)
+
+
+# --- Closing and drawing --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloseOutcome:
+    lottery: Lottery
+    changed: bool  # False: it was already drawn or cancelled; nothing was done
+    draw: Draw | None
+
+
+class CloseStep(StrEnum):
+    """What ``lottery_close`` does with a lottery in a given state at a given time."""
+
+    CLOSE_AND_DRAW = "close and draw"
+    DRAW = "draw"  # left closed by an earlier failure, or a full pool
+    REFUSE_NOT_DUE = "refuse (window not ended; force to close)"
+    NOTHING = "nothing to do"  # already drawn or cancelled
+
+
+def close_step(lottery: Lottery, *, now: datetime, force: bool) -> CloseStep:
+    """The one decision behind ``lottery_close`` and the close command's ``--dry-run``."""
+    if lottery.state in (Lottery.State.DRAWN, Lottery.State.CANCELLED):
+        return CloseStep.NOTHING
+    if lottery.state == Lottery.State.OPEN:
+        return CloseStep.CLOSE_AND_DRAW if force or now >= lottery.closes_at else CloseStep.REFUSE_NOT_DUE
+    return CloseStep.DRAW
+
+
+def lottery_close(
+    *,
+    lottery_id: int,
+    source: str,
+    actor: AbstractUser | None = None,
+    force: bool = False,
+    now: datetime | None = None,
+) -> CloseOutcome:
+    """Close a lottery and draw it, in one transaction, with its events.
+
+    Locks the lottery row (``SELECT ... FOR UPDATE``) for the whole
+    transaction. Open -> closed -> drawn (or cancelled with no valid ballot,
+    its stakes refunded if it had any); a lottery left ``closed`` by an
+    earlier failure, or by a pool's fill, is drawn. Before ``closes_at`` the
+    close is refused unless ``force`` (recorded on the transition).
+    Idempotent: an already drawn or cancelled lottery is returned unchanged.
+
+    A staff ``actor`` needs ``close_lottery``, and ``force_close_lottery``
+    for an early close; ``None`` is the platform itself (beat, commands,
+    pool fills, the close token).
+    """
+    now = now or timezone.now()
+    require_permission(actor, CLOSE_LOTTERY)
+    with transaction.atomic():
+        lottery = Lottery.objects.select_for_update().filter(pk=lottery_id).first()
+        if lottery is None:
+            raise LotteryNotFound(details={"lottery_id": lottery_id})
+        step = close_step(lottery, now=now, force=force)
+        if step == CloseStep.NOTHING:
+            return CloseOutcome(lottery=lottery, changed=False, draw=getattr(lottery, "draw", None))
+        if step == CloseStep.REFUSE_NOT_DUE:
+            raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
+        if step == CloseStep.CLOSE_AND_DRAW:
+            early = now < lottery.closes_at
+            if early:
+                require_permission(actor, FORCE_CLOSE_LOTTERY)
+            lottery_transition(lottery, Lottery.State.CLOSED, source=source, actor=actor, forced=early, now=now)
+            publish(lottery_events.lottery_closed(lottery, source=source, forced=early))
+        draw = draw_run(lottery=lottery, now=now)
+        if draw is None:
+            reason = "no valid ballots"
+            lottery_transition(lottery, Lottery.State.CANCELLED, source=source, actor=actor, now=now, note=reason)
+            refunds = REFUNDS[lottery.kind](lottery) if lottery.kind in REFUNDS else []
+            publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason, stakes=refunds))
+        else:
+            lottery_transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
+            # After the awards' events (written by draw_run): consumers see the awards, then "drawn".
+            publish(lottery_drawn(lottery, draw=draw, source=source))
+    return CloseOutcome(lottery=lottery, changed=True, draw=draw)

@@ -1,1 +1,0 @@
-"""SMS notifications to winners (simulated). Arrives with the notifications issue."""
