@@ -11,9 +11,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from lotteries.services import lottery_close
+from lifecycle.services import lottery_close
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def verify_script() -> str:
@@ -51,3 +52,34 @@ def test_the_readme_script_verifies_a_real_draw_from_its_json_alone(tmp_path, ap
     bad = subprocess.run([sys.executable, str(script), str(document)], capture_output=True, text=True, check=False)
     assert bad.returncode != 0
     assert "does not match the sealed digest" in bad.stderr
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors of a Markdown page, as GitHub makes them (code blocks left out)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    headings = re.findall(r"^#+ (.*)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_of_the_readme_and_its_pages_reaches_a_file_and_heading_that_exist():
+    pages = [README, ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if link.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target)):
+                broken.append(f"{page.relative_to(ROOT)}: {link}")
+    assert len(pages) > 2
+    assert broken == []
+
+
+def test_every_environment_variable_the_settings_read_is_documented():
+    source = (ROOT / "lottery_site" / "settings.py").read_text()
+    read = set(re.findall(r'(?:env_(?:str|bool|int|list)|os\.environ\.get)\(\s*"([A-Z0-9_]+)"', source))
+    documented = (ROOT / "docs" / "settings.md").read_text()
+
+    assert len(read) > 40
+    assert sorted(name for name in read if f"`{name}`" not in documented) == []
