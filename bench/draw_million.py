@@ -4,7 +4,7 @@ Fills a throw-away database with one closed-window lottery holding a
 million valid ballots, then measures in this process:
 
 * baseline: ``SELECT count(*)`` of the lottery's valid ballots (median of 5, after one warming run);
-* ``lotteries.services.lottery_close`` (close and draw in one transaction): wall time, its ratio to
+* ``lifecycle.services.lottery_close`` (close and draw in one transaction): wall time, its ratio to
   the baseline, the process's extra peak RSS (VmHWM after resetting it, and VmRSS sampled every
   2 ms) and the tracemalloc peak;
 * ``draws.services.draw_verify`` on the resulting draw: wall time, extra peak RSS, and whether it matched.

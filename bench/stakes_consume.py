@@ -221,7 +221,7 @@ class _Captured(Exception):
 
 def consumer_settings() -> dict[str, Any]:
     """The keyword arguments ``consume()`` gives its KafkaConsumer, captured in memory (no consumer is built)."""
-    from entries import stake_consumer
+    from pools import consumer as stake_consumer
 
     captured: dict[str, Any] = {}
 

@@ -8,15 +8,14 @@ whichever relay did the work. Counters count this process's own work.
 import logging
 from collections.abc import Iterator
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Sum
 from prometheus_client import Counter
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core.db import sql
-from outbox.models import ConsumerCounter, OutboxEvent
-from outbox.pipeline import pipeline_status
+from outbox.models import ConsumerCounter
+from outbox.pipeline import outbox_backlog, pipeline_status
 
 logger = logging.getLogger(__name__)
 
@@ -25,20 +24,6 @@ failed_attempts_total = Counter(
     "lottery_outbox_failed_attempts_total", "Publish attempts that failed on the event itself", ["event_type"]
 )
 broker_unavailable_total = Counter("lottery_outbox_broker_unavailable_total", "Relay batches stopped by Kafka trouble")
-
-_BACKLOG_SQL = sql(
-    """
-SELECT count(*) FILTER (WHERE state = {pending}),
-       count(*) FILTER (WHERE state = {failed}),
-       coalesce(extract(epoch FROM now() - min(created_at)), 0)
-FROM {OutboxEvent}
-WHERE state <> {published}
-""",
-    OutboxEvent=OutboxEvent,
-    pending=OutboxEvent.State.PENDING,
-    failed=OutboxEvent.State.FAILED,
-    published=OutboxEvent.State.PUBLISHED,
-)
 
 
 class OutboxCollector(Collector):
@@ -55,12 +40,11 @@ class OutboxCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(_BACKLOG_SQL)
-                values = cursor.fetchone()
+            backlog = outbox_backlog()
         except DatabaseError as error:
             logger.warning("outbox metrics unavailable", exc_info=error)
             return
+        values = (backlog.pending, backlog.parked, backlog.oldest_unpublished_age_seconds)
         for (name, documentation), value in zip(self._GAUGES, values, strict=True):
             yield GaugeMetricFamily(name, documentation, value=float(value))
 

@@ -36,10 +36,12 @@ _KEY = "lottery:heartbeat:{}"
 
 _last_beat: dict[str, float] = {}
 
-_OUTBOX_SQL = sql(
+_BACKLOG_SQL = sql(
     """
-SELECT coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = {pending})), 0),
-       count(*) FILTER (WHERE state = {failed})
+SELECT count(*) FILTER (WHERE state = {pending}),
+       count(*) FILTER (WHERE state = {failed}),
+       coalesce(extract(epoch FROM now() - min(created_at)), 0),
+       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = {pending})), 0)
 FROM {OutboxEvent}
 WHERE state <> {published}
 """,
@@ -48,6 +50,24 @@ WHERE state <> {published}
     failed=OutboxEvent.State.FAILED,
     published=OutboxEvent.State.PUBLISHED,
 )
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """The unpublished part of the outbox, as /metrics and /health/ready both report it."""
+
+    pending: int
+    parked: int  # state failed
+    oldest_unpublished_age_seconds: float
+    oldest_pending_age_seconds: float
+
+
+def outbox_backlog() -> OutboxBacklog:
+    """One query over the unpublished rows (a partial index keeps it cheap). Raises on database trouble."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BACKLOG_SQL)
+        pending, parked, oldest, oldest_pending = cursor.fetchone()
+    return OutboxBacklog(int(pending), int(parked), float(oldest), float(oldest_pending))
 
 
 def heartbeat(process: str) -> None:
@@ -84,9 +104,8 @@ class PipelineStatus:
 
 def pipeline_status() -> PipelineStatus:
     """The pipeline as it is now. Raises when PostgreSQL or Redis cannot be asked (the caller reports that)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_OUTBOX_SQL)
-        oldest, parked = cursor.fetchone()
+    backlog = outbox_backlog()
+    oldest, parked = backlog.oldest_pending_age_seconds, backlog.parked
     beats = redis_client().mget([_KEY.format(name) for name in PROCESSES])
     now = time.time()
     ages = {
