@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -36,6 +37,7 @@ from lotteries.services import (
     transition_row,
     transitions_record,
 )
+from outbox.events import DomainEvent
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
@@ -48,13 +50,22 @@ REFUNDS: dict[str, Callable[[Lottery], list[RefundStake]]] = {}
 # --- Opening ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What opening lotteries records besides the lotteries and their seeds: the transitions and the events."""
+
+    transitions: list[dict[str, Any]]
+    events: list[DomainEvent]
+
+
 def lotteries_open(
     lotteries: Sequence[Lottery],
     *,
     source: str,
     now: datetime,
     actor: AbstractUser | None = None,
-) -> None:
+    defer: bool = False,
+) -> Opened:
     """Store new lotteries (from ``lottery_new``), each with a fresh seed, its first transition and LotteryOpened.
 
     The one way a lottery comes to exist, for one (``lottery_open``) or for
@@ -67,9 +78,13 @@ def lotteries_open(
     ``closed`` for a pool that the batch opening it also filled (one open
     pool per game and currency is checked at each row); that caller records
     the close.
+
+    With ``defer``, the transitions and events are returned instead of
+    written, for a caller that writes them with its own in one statement
+    each (a batch of pools), in this same transaction.
     """
     if not lotteries:
-        return
+        return Opened([], [])
     seeds = [algorithm.new_seed() for _ in lotteries]
     for lottery, lottery_id, seed in zip(lotteries, next_ids(Lottery, len(lotteries)), seeds, strict=True):
         lottery.pk = lottery_id
@@ -77,15 +92,19 @@ def lotteries_open(
         lottery._state.adding = False  # stored below, as the ORM's save() would mark it
     write_rows(Lottery, [object_row(lottery) for lottery in lotteries])
     seeds_store(list(zip(lotteries, seeds, strict=True)), now=now)
-    transitions_record(
-        [
+    opened = Opened(
+        transitions=[
             transition_row(
                 lottery_id=lottery.pk, from_state="", to_state=Lottery.State.OPEN, source=source, actor=actor, now=now
             )
             for lottery in lotteries
-        ]
+        ],
+        events=[lottery_events.lottery_opened(lottery) for lottery in lotteries],
     )
-    publish(*(lottery_events.lottery_opened(lottery) for lottery in lotteries))
+    if not defer:
+        transitions_record(opened.transitions)
+        publish(*opened.events)
+    return opened
 
 
 def lottery_open(

@@ -31,7 +31,7 @@ from django.utils import timezone
 from core.db import copy_rows, next_ids, sql
 from entries.events import entry_created
 from entries.models import Ballot
-from lifecycle.services import lotteries_open
+from lifecycle.services import Opened, lotteries_open
 from lotteries import events as lottery_events
 from lotteries.models import Lottery, TransitionSource
 from lotteries.services import lottery_new, lottery_today, lottery_transition, transition_row, transitions_record
@@ -98,10 +98,14 @@ def pools_enter(*, stakes: Sequence[StakeMessage], now: datetime | None = None) 
     now = now or timezone.now()
     plans = _plan(stakes, _open_pools(stakes))
     _fill_found(plans, now=now)
-    _open_new(plans, now=now)
-    ballot_ids = _enter(plans, now=now)
+    opened = _open_new(plans, now=now)
+    ballot_ids, entered = _enter(plans, now=now)
     _store_stakes(plans, ballot_ids, now=now)
-    _close_full(plans, now=now)  # its events after the entries': a consumer sees them in that order
+    closes, closed = _close_full(plans, now=now)
+    # One statement each for the batch: the opening and closing transitions; the
+    # events in the order a consumer of one pool must see them (opened, entries, closed).
+    transitions_record([*opened.transitions, *closes])
+    publish(*opened.events, *entered, *closed)
     filled = [plan.pool.pk for plan in plans if plan.fills]
     if filled:
         # Robust: a Redis hiccup must not kill the consumer after its commit;
@@ -213,7 +217,7 @@ def _fill_found(plans: list[_Plan], *, now: datetime) -> None:
         )
 
 
-def _open_new(plans: list[_Plan], *, now: datetime) -> None:
+def _open_new(plans: list[_Plan], *, now: datetime) -> Opened:
     """Open the batch's new pools as any lottery opens, those it already filled stored closed."""
     opening = [plan for plan in plans if plan.opens]
     day = lottery_today(now=now)
@@ -235,32 +239,30 @@ def _open_new(plans: list[_Plan], *, now: datetime) -> None:
         )
         if plan.fills:
             plan.lottery.state = Lottery.State.CLOSED
-    lotteries_open([plan.pool for plan in opening], source=SOURCE, now=now)
+    return lotteries_open([plan.pool for plan in opening], source=SOURCE, now=now, defer=True)
 
 
-def _close_full(plans: list[_Plan], *, now: datetime) -> None:
-    """Record the close of every pool the batch filled (its state was written above), with LotteryClosed."""
+def _close_full(plans: list[_Plan], *, now: datetime) -> tuple[list[dict[str, Any]], list[DomainEvent]]:
+    """The close of every pool the batch filled (its state was written above): transitions and LotteryClosed."""
     full = [plan.pool for plan in plans if plan.fills]
     for pool in full:
         pool.state = Lottery.State.CLOSED
-    transitions_record(
-        [
-            transition_row(
-                lottery_id=pool.pk,
-                from_state=Lottery.State.OPEN,
-                to_state=Lottery.State.CLOSED,
-                source=SOURCE,
-                note=FULL,
-                now=now,
-            )
-            for pool in full
-        ]
-    )
-    publish(*(lottery_events.lottery_closed(pool, source=SOURCE, forced=False) for pool in full))
+    transitions = [
+        transition_row(
+            lottery_id=pool.pk,
+            from_state=Lottery.State.OPEN,
+            to_state=Lottery.State.CLOSED,
+            source=SOURCE,
+            note=FULL,
+            now=now,
+        )
+        for pool in full
+    ]
+    return transitions, [lottery_events.lottery_closed(pool, source=SOURCE, forced=False) for pool in full]
 
 
-def _enter(plans: list[_Plan], *, now: datetime) -> dict[tuple[int, int], int]:
-    """A ballot for each player's first stake in a pool, with EntryCreated; returns ballot ids by (pool, player).
+def _enter(plans: list[_Plan], *, now: datetime) -> tuple[dict[tuple[int, int], int], list[DomainEvent]]:
+    """A ballot for each player's first stake in a pool; returns ballot ids by (pool, player), and EntryCreated.
 
     Pool ballots carry no phone or account snapshot: fraud rules guard the
     public API; a stake's player is vouched for by the game service.
@@ -293,8 +295,7 @@ def _enter(plans: list[_Plan], *, now: datetime) -> dict[tuple[int, int], int]:
         for lottery_id, stake in entering
         if stake.player_id is not None
     ]
-    publish(*events)
-    return ballot_ids
+    return ballot_ids, events
 
 
 def _store_stakes(plans: list[_Plan], ballot_ids: dict[tuple[int, int], int], *, now: datetime) -> None:
