@@ -42,14 +42,18 @@ from wsgiref.util import setup_testing_defaults
 import _common
 
 DB_NAME = "lottery_bench_ballots"
+SPREAD_LOTTERIES = 32  # the spread load's lotteries: ballots into one drop are compared with this
 PING_PATH = "/api/v1/ping"
 # Far above what two cores can submit: each run gets enough lotteries that no
 # player enters one twice even at this rate (the script reports it otherwise).
 MAX_EXPECTED_RPS = 10_000
 
-# wrk script. Thread t of T sends its k-th request as player (t + k*T) mod N,
-# into the run's lottery number (t + k*T) div N: a player never enters the
-# same lottery twice. Arguments: mode (ping|ballot), T, tokens file, lottery ids.
+# wrk script. Thread t of T sends its k-th request (j = t + k*T) as player
+# j mod N into the run's lottery number j div N (mode "ballot": one lottery
+# takes the whole load, as a big drop does), or as player (j div L) mod N
+# into lottery j mod L (mode "spread": the same load over L lotteries): a
+# player never enters the same lottery twice. Arguments: mode
+# (ping|ballot|spread), T, tokens file, lottery ids.
 LUA_SCRIPT = r"""
 local threads = {}
 local next_tid = 0
@@ -84,6 +88,15 @@ function request()
   local headers = {Authorization = tokens[player + 1]}
   if mode == "ping" then
     return wrk.format("GET", "/api/v1/ping", headers)
+  end
+  if mode == "spread" then
+    local j = k - stride
+    local lottery = j % #paths
+    if math.floor(j / #paths) >= n then
+      exhausted = exhausted + 1
+    end
+    headers = {Authorization = tokens[(math.floor(j / #paths) % n) + 1]}
+    return wrk.format("POST", paths[lottery + 1], headers, "")
   end
   if round >= #paths then
     exhausted = exhausted + 1
@@ -214,7 +227,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     per_warmup = math.ceil(MAX_EXPECTED_RPS * args.warmup / args.players) + 1
     pings: list[WrkResult] = []
     ballots: list[WrkResult] = []
+    spread: list[WrkResult] = []
     run_lotteries: list[list[int]] = []
+    spread_lotteries: list[list[int]] = []
     with gunicorn(args, tmp) as base_url:
 
         def load(mode: str, seconds: int, lotteries: list[int]) -> WrkResult:
@@ -226,9 +241,14 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             load("ballot", args.warmup, open_lotteries(per_warmup, f"warm-up {round_no}"))
             run_lotteries.append(open_lotteries(per_run, f"run {round_no}"))
             ballots.append(load("ballot", args.duration, run_lotteries[-1]))
-            print(f"round {round_no}: ping {line(pings[-1])} | ballots {line(ballots[-1])}", flush=True)
+            spread_lotteries.append(open_lotteries(SPREAD_LOTTERIES, f"spread {round_no}"))
+            spread.append(load("spread", args.duration, spread_lotteries[-1]))
+            print(
+                f"round {round_no}: ping {line(pings[-1])} | ballots {line(ballots[-1])} | spread {line(spread[-1])}",
+                flush=True,
+            )
 
-    return report(pings, ballots, run_lotteries, args)
+    return report(pings, {"ballots": (ballots, run_lotteries), "spread": (spread, spread_lotteries)}, args)
 
 
 def create_players(count: int, tmp: Path) -> Fixture:
@@ -482,7 +502,7 @@ def statuses_text(result: WrkResult) -> str:
 
 
 def report(
-    pings: list[WrkResult], ballots: list[WrkResult], run_lotteries: list[list[int]], args: argparse.Namespace
+    pings: list[WrkResult], loads: dict[str, tuple[list[WrkResult], list[list[int]]]], args: argparse.Namespace
 ) -> int:
     from django.db.models import Count
 
@@ -490,7 +510,9 @@ def report(
 
     problems: list[str] = []
     print("results" + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else ""))
-    for name, results in (("ping (baseline)", pings), ("ballots", ballots)):
+    ballots, spread = loads["ballots"][0], loads["spread"][0]
+    named = (("ping (baseline)", pings), ("ballots", ballots), (f"spread over {SPREAD_LOTTERIES}", spread))
+    for name, results in named:
         rps = statistics.median(r.rps for r in results)
         p99 = statistics.median(r.p99_ms for r in results)
         requests = sum(r.requests for r in results)
@@ -509,15 +531,18 @@ def report(
     print(f"  ballots in the database (runs, warm-ups, probe): {by_status}")
     if set(by_status) != {Ballot.Status.VALID}:
         problems.append(f"ballots not valid: {by_status}")
-    for round_no, (result, lotteries) in enumerate(zip(ballots, run_lotteries, strict=True), start=1):
-        stored = Ballot.objects.filter(lottery_id__in=lotteries, status=Ballot.Status.VALID).count()
-        # wrk stops with requests in flight: the server may still store those.
-        print(f"  round {round_no}: {stored} valid ballots stored for {result.ok} 2xx responses")
-        if not result.ok <= stored <= result.ok + args.connections:
-            problems.append(f"round {round_no}: {stored} valid ballots stored for {result.ok} accepted requests")
+    for name, (results, lotteries_of_round) in loads.items():
+        for round_no, (result, lotteries) in enumerate(zip(results, lotteries_of_round, strict=True), start=1):
+            stored = Ballot.objects.filter(lottery_id__in=lotteries, status=Ballot.Status.VALID).count()
+            # wrk stops with requests in flight: the server may still store those.
+            print(f"  {name} round {round_no}: {stored} valid ballots stored for {result.ok} 2xx responses")
+            if not result.ok <= stored <= result.ok + args.connections:
+                problems.append(f"{name} round {round_no}: {stored} valid ballots stored for {result.ok} accepted")
 
     ratio = statistics.median(r.rps for r in ballots) / statistics.median(r.rps for r in pings)
     print(f"  ratio ballots/ping: {ratio:.2f} (goal: at least 0.35)")
+    hot = statistics.median(r.rps for r in ballots) / statistics.median(r.rps for r in spread)
+    print(f"  ratio one lottery/spread over {SPREAD_LOTTERIES}: {hot:.2f} (a hot drop; goal: at least 0.9)")
     for problem in problems:
         print(f"  !! INVALID RUN: {problem}")
     return 1 if problems else 0
