@@ -5,5 +5,14 @@ from django.db.models import QuerySet
 from entries.models import Ballot, Player
 
 
+def players_opted_in_to_sms() -> QuerySet[Player]:
+    """Players to tell about a drop by SMS: opted in, with a number on file, not banned; in id order."""
+    return (
+        Player.objects.filter(sms_opt_in_at__isnull=False, is_banned=False, is_active=True)
+        .exclude(phone_number="")
+        .order_by("id")
+    )
+
+
 def ballots_of_player(*, player: Player) -> QuerySet[Ballot]:
     return Ballot.objects.filter(player=player).order_by("-id")
