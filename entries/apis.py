@@ -33,7 +33,7 @@ from entries.errors import (
 from entries.lockout import RETRY_AFTER_HEADER, is_locked_out, lockout_error
 from entries.models import OPT_IN_SOURCES, OPT_OUT_SOURCES, Ballot, Player
 from entries.phones import mask_phone
-from entries.selectors import ballots_of_player
+from entries.selectors import ballots_of_player, player_as_stored
 from entries.services import ballot_submit, my_notifications_set
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 
@@ -185,7 +185,7 @@ class MyNotificationsApi(APIView):
     @extend_schema(request=None, responses={200: Output})
     def get(self, request: Request) -> Response:
         assert isinstance(request.user, Player)
-        return self._render(Player.objects.get(pk=request.user.pk))
+        return self._render(player_as_stored(player_id=request.user.pk))
 
     @extend_schema(request=Input, responses={200: Output})
     def put(self, request: Request) -> Response:

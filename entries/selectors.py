@@ -5,6 +5,11 @@ from django.db.models import QuerySet
 from entries.models import Ballot, Player
 
 
+def player_as_stored(*, player_id: int) -> Player:
+    """The player's row as it is now (a request's user may be older than a change it made)."""
+    return Player.objects.get(pk=player_id)
+
+
 def players_opted_in_to_sms() -> QuerySet[Player]:
     """Players to tell about a drop by SMS: opted in, with a number on file, not banned; in id order."""
     return (
