@@ -15,7 +15,8 @@ responses it can give, each with the one ``Error`` component:
 - 404 ``not_found`` for path ids and pages past the last;
 - 406 ``not_acceptable`` (an ``Accept`` header JSON does not satisfy);
 - 429 ``throttled`` when the view is throttled;
-- and the domain errors the view lists in ``domain_errors``, by their status.
+- and the domain errors the view lists in ``domain_errors`` (or, per method,
+  in ``domain_errors_by_method``), by their status.
 
 Views based on ``StaffOrInternalTokenApi`` also accept the ``internalToken``
 security scheme (the ``X-Internal-Token`` header).
@@ -186,10 +187,15 @@ class ApiSchema(AutoSchema):
         if view.get_throttles():
             codes[429].append("throttled")
 
-        for error in getattr(view, "domain_errors", ()):
+        for error in self._domain_errors():
             if error.code not in codes[error.status_code]:
                 codes[error.status_code].append(error.code)
         return codes
+
+    def _domain_errors(self) -> tuple[type[ApplicationError], ...]:
+        """The view's ``domain_errors``, or this method's in ``domain_errors_by_method`` (methods that differ)."""
+        by_method: dict[str, tuple[type[ApplicationError], ...]] = getattr(self.view, "domain_errors_by_method", {})
+        return by_method.get(self.method.lower(), getattr(self.view, "domain_errors", ()))
 
     @staticmethod
     def _lets_anonymous_in(permission: object, safe: bool) -> bool:
@@ -203,7 +209,7 @@ class ApiSchema(AutoSchema):
     def _error_response(self, status: int, codes: list[str]) -> dict[str, Any]:
         component = schema_component(ERROR_COMPONENT, error_schema())
         self.registry.register_on_missing(component)
-        meanings = {error.code: error.default_message for error in getattr(self.view, "domain_errors", ())}
+        meanings = {error.code: error.default_message for error in self._domain_errors()}
         lines = [f"- `{code}`: {meanings.get(code) or GENERIC_CODES.get(code, '')}" for code in codes]
         response: dict[str, Any] = {
             "description": "\n".join(lines),

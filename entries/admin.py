@@ -4,14 +4,25 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 from django.contrib.auth.models import Group
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from core.admin import ReadOnlyAdmin, ReadOnlyInline, acting_player, reason_action, staff_may
-from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
-from entries.services import player_ban, player_unban
+from entries.errors import InvalidPhoneNumber
+from entries.models import (
+    BAN_PLAYER,
+    CHANGE_SMS_CONSENT,
+    UNBAN_PLAYER,
+    Ballot,
+    ConsentSource,
+    Player,
+    PlayerBanEvent,
+    SmsConsentEvent,
+)
+from entries.phones import mask_phone, normalize_phone_number
+from entries.services import player_ban, player_unban, sms_consent_set
 
 # Fields that make or unmake staff: only a superuser may change them.
 PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
@@ -36,6 +47,28 @@ def _unban(request: HttpRequest, player: Model, reason: str) -> bool:
     return player_unban(player_id=player.pk, reason=reason, actor=acting_player(request)) is not None
 
 
+def _opt_in(request: HttpRequest, player: Model, reason: str) -> bool:
+    return sms_consent_set(
+        player_id=player.pk, opted_in=True, source=ConsentSource.ADMIN, actor=acting_player(request), note=reason
+    )
+
+
+def _opt_out(request: HttpRequest, player: Model, reason: str) -> bool:
+    return sms_consent_set(
+        player_id=player.pk, opted_in=False, source=ConsentSource.ADMIN, actor=acting_player(request), note=reason
+    )
+
+
+class SmsConsentEventInline(ReadOnlyInline[SmsConsentEvent, Player]):
+    model = SmsConsentEvent
+    fk_name = "player"
+    fields = ("created_at", "action", "source", "masked_phone", "note", "actor")
+
+    @admin.display(description="phone number")
+    def masked_phone(self, event: SmsConsentEvent) -> str:
+        return mask_phone(event.phone_number)
+
+
 class BanEventInline(ReadOnlyInline[PlayerBanEvent, Player]):
     model = PlayerBanEvent
     fk_name = "player"
@@ -48,14 +81,33 @@ class BanEventInline(ReadOnlyInline[PlayerBanEvent, Player]):
     )
 
 
+SMS_CONSENT_FIELDS = ("sms_opt_in_at", "sms_opt_in_source", "sms_opt_out_at", "sms_opt_out_source")
+
+
 @admin.register(Player)
 class PlayerAdmin(UserAdmin[Player]):
     form = PlayerChangeForm
     add_form = PlayerCreationForm
-    list_display = ["username", "phone_number", "external_account_id", "is_staff", "is_banned", "banned_at"]
-    list_filter = ["is_banned", "is_staff", "is_active"]
+    list_display = [
+        "username",
+        "masked_phone",
+        "external_account_id",
+        "is_staff",
+        "is_banned",
+        "banned_at",
+        "sms_opt_in_at",
+    ]
+    list_filter = ["is_banned", "is_staff", "is_active", "sms_opt_in_source"]
     search_fields = ["username", "email", "phone_number", "external_account_id"]
-    readonly_fields = ["is_banned", "banned_at", "ban_reason", "banned_by", "last_login", "date_joined"]
+    readonly_fields = [
+        "is_banned",
+        "banned_at",
+        "ban_reason",
+        "banned_by",
+        "last_login",
+        "date_joined",
+        *SMS_CONSENT_FIELDS,
+    ]
     fieldsets = (
         *UserAdmin.fieldsets,  # type: ignore[misc]
         ("Player", {"fields": ("phone_number", "external_account_id")}),
@@ -63,6 +115,7 @@ class PlayerAdmin(UserAdmin[Player]):
             "Ban (changed only by the ban and unban actions)",
             {"fields": ("is_banned", "banned_at", "ban_reason", "banned_by")},
         ),
+        ("SMS drop announcements (changed only by the opt-in and opt-out actions)", {"fields": SMS_CONSENT_FIELDS}),
     )
     add_fieldsets = (
         (
@@ -73,7 +126,7 @@ class PlayerAdmin(UserAdmin[Player]):
             },
         ),
     )
-    inlines = [BanEventInline]
+    inlines = [BanEventInline, SmsConsentEventInline]
     actions = [
         reason_action(
             description="Ban selected players",
@@ -87,7 +140,39 @@ class PlayerAdmin(UserAdmin[Player]):
             done="{count} player(s) unbanned.",
             permission="unban_player",
         ),
+        reason_action(
+            description="Record SMS opt-in to drop announcements",
+            apply=_opt_in,
+            done="{count} player(s) opted in to drop announcements by SMS.",
+            permission="change_sms_consent",
+        ),
+        reason_action(
+            description="Record SMS opt-out of drop announcements",
+            apply=_opt_out,
+            done="{count} player(s) opted out of drop announcements by SMS.",
+            permission="change_sms_consent",
+        ),
     ]
+
+    @admin.display(description="phone number", ordering="phone_number")
+    def masked_phone(self, player: Player) -> str:
+        return mask_phone(player.phone_number)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Player], search_term: str
+    ) -> tuple[QuerySet[Player], bool]:
+        """A search term that reads as a phone number also finds it as stored (E.164), however it was typed."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            number = normalize_phone_number(search_term)
+        except InvalidPhoneNumber:
+            return results, may_have_duplicates
+        if number:
+            results |= queryset.filter(phone_number=number)
+        return results, may_have_duplicates
+
+    def has_change_sms_consent_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request, CHANGE_SMS_CONSENT)
 
     def has_ban_player_permission(self, request: HttpRequest) -> bool:
         return staff_may(request, BAN_PLAYER)

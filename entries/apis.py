@@ -1,4 +1,4 @@
-"""Player endpoints: submit a ballot, list my ballots; the token and ping."""
+"""Player endpoints: submit a ballot, list my ballots, my notification settings; the token and ping."""
 
 from typing import Any, ClassVar
 
@@ -17,19 +17,24 @@ from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
+from core.fields import StrictBooleanField
 from core.filters import IdFilter, StrictFilterSet
 from core.parsers import JSONParser
 from entries.errors import (
     BallotLimitReached,
     DuplicateEntry,
     IdempotencyKeyReused,
+    InvalidPhoneNumber,
     LoginLockedOut,
+    PhoneNumberOnFile,
+    PhoneNumberRequired,
     PlayerBanned,
 )
 from entries.lockout import RETRY_AFTER_HEADER, is_locked_out, lockout_error
-from entries.models import Ballot, Player
-from entries.selectors import ballots_of_player
-from entries.services import ballot_submit
+from entries.models import OPT_IN_SOURCES, OPT_OUT_SOURCES, Ballot, Player
+from entries.phones import mask_phone
+from entries.selectors import ballots_of_player, player_as_stored
+from entries.services import ballot_submit, my_notifications_set
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -121,6 +126,78 @@ class MyBallotsApi(ListAPIView[Ballot]):
             return Ballot.objects.none()
         assert isinstance(self.request.user, Player)
         return ballots_of_player(player=self.request.user)
+
+
+class MyNotificationsApi(APIView):
+    """My SMS notification settings: whether drop announcements may be texted to me, and since when.
+
+    ``PUT`` with ``drop_announcements`` true records my consent (now, source
+    ``api``); false withdraws it. Texting STOP to the platform's number
+    withdraws it too. The consent needs a phone number on file: a player
+    without one may give it here, in any spelling with its country code
+    (stored as E.164); changing a number on file is for staff, in admin.
+    """
+
+    permission_classes = [IsAuthenticated]
+    domain_errors_by_method: ClassVar[dict[str, tuple[type[ApplicationError], ...]]] = {
+        "get": (),
+        "put": (InvalidPhoneNumber, PhoneNumberRequired, PhoneNumberOnFile),
+    }
+
+    @extend_schema_serializer(component_name="MyNotificationsInput")
+    class Input(serializers.Serializer[dict[str, Any]]):
+        drop_announcements = StrictBooleanField(help_text="True: text me when a drop opens. False: stop.")
+        phone_number = serializers.CharField(
+            required=False,
+            allow_blank=False,
+            max_length=64,
+            help_text="The number to text, when none is on file: with its country code, e.g. +44 20 7946 0958.",
+        )
+
+    @extend_schema_serializer(component_name="MyNotificationsOutput")
+    class Output(serializers.Serializer[Any]):
+        phone_number = serializers.CharField(help_text="The number on file, masked (+44******958); empty: none.")
+        drop_announcements = serializers.BooleanField(help_text="Whether drop announcements are texted to me.")
+        opted_in_at = serializers.DateTimeField(allow_null=True, help_text="When I opted in; null while out.")
+        opt_in_source = serializers.ChoiceField(
+            choices=["", *OPT_IN_SOURCES], help_text="How the opt-in was given; empty while out."
+        )
+        opted_out_at = serializers.DateTimeField(allow_null=True, help_text="When I last opted out.")
+        opt_out_source = serializers.ChoiceField(
+            choices=["", *OPT_OUT_SOURCES], help_text="How the last opt-out came; empty: never."
+        )
+
+    @staticmethod
+    def _render(player: Player) -> Response:
+        return Response(
+            MyNotificationsApi.Output(
+                {
+                    "phone_number": mask_phone(player.phone_number),
+                    "drop_announcements": player.sms_opted_in,
+                    "opted_in_at": player.sms_opt_in_at,
+                    "opt_in_source": player.sms_opt_in_source,
+                    "opted_out_at": player.sms_opt_out_at,
+                    "opt_out_source": player.sms_opt_out_source,
+                }
+            ).data
+        )
+
+    @extend_schema(request=None, responses={200: Output})
+    def get(self, request: Request) -> Response:
+        assert isinstance(request.user, Player)
+        return self._render(player_as_stored(player_id=request.user.pk))
+
+    @extend_schema(request=Input, responses={200: Output})
+    def put(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        assert isinstance(request.user, Player)
+        player = my_notifications_set(
+            player=request.user,
+            drop_announcements=data.validated_data["drop_announcements"],
+            phone_number=data.validated_data.get("phone_number"),
+        )
+        return self._render(player)
 
 
 class PingOutput(serializers.Serializer[Any]):

@@ -37,3 +37,19 @@ class BanReasonRequired(ApplicationError):
     code = "ban_reason_required"
     status_code = 400
     default_message = "A reason is required to ban or unban a player."
+
+
+class InvalidPhoneNumber(ApplicationError):
+    code = "invalid_phone_number"
+    status_code = 400
+    default_message = "This is not a valid phone number."
+
+
+class PhoneNumberRequired(Conflict):
+    code = "phone_number_required"
+    default_message = "Drop announcements go by SMS: the player needs a phone number on file first."
+
+
+class PhoneNumberOnFile(Conflict):
+    code = "phone_number_on_file"
+    default_message = "A phone number is already on file; staff change it in admin, not the API."

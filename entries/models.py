@@ -10,12 +10,31 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeOperators
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from entries.errors import InvalidPhoneNumber
+from entries.phones import normalize_phone_number
 
 # The staff permissions of this app, as services and views check them.
 BAN_PLAYER = "entries.ban_player"
 UNBAN_PLAYER = "entries.unban_player"
+CHANGE_SMS_CONSENT = "entries.change_sms_consent"
+
+
+class ConsentSource(models.TextChoices):
+    """How a player's SMS consent was given or withdrawn."""
+
+    API = "api", "The player, through the API"
+    ADMIN = "admin", "Staff, in admin, on the player's word"
+    IMPORT = "import", "Imported with the player's record"
+    SMS_STOP = "sms_stop", "The player texted STOP"
+
+
+# How consent may be given, and how withdrawn.
+OPT_IN_SOURCES = (ConsentSource.API, ConsentSource.ADMIN, ConsentSource.IMPORT)
+OPT_OUT_SOURCES = (ConsentSource.API, ConsentSource.ADMIN, ConsentSource.SMS_STOP)
 
 
 class Player(AbstractUser):
@@ -23,9 +42,17 @@ class Player(AbstractUser):
 
     Ban state changes only through ``entries.services.player_ban`` and
     ``player_unban``; admin shows these fields read-only.
+
+    ``phone_number`` is E.164 or empty (``entries.phones``; ``clean`` and the
+    services normalise it). SMS consent for drop announcements changes only
+    through the consent services (``sms_consent_set``, ``my_notifications_set``,
+    ``sms_opt_out``): a player is opted in while ``sms_opt_in_at`` is set,
+    and every change is kept in ``SmsConsentEvent``.
     """
 
-    phone_number = models.CharField(max_length=32, blank=True, default="")
+    phone_number = models.CharField(
+        max_length=32, blank=True, default="", help_text="With its country code (+44 20 7946 0958); stored as E.164."
+    )
     external_account_id = models.CharField(
         max_length=128, blank=True, default="", help_text="The player's account id in the operator's systems."
     )
@@ -35,19 +62,53 @@ class Player(AbstractUser):
     banned_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Consent to drop announcements by SMS: when and how it was given (set
+    # while opted in), and when and how it was last withdrawn.
+    sms_opt_in_at = models.DateTimeField("SMS opt-in at", null=True, blank=True)
+    sms_opt_in_source = models.CharField(
+        "SMS opt-in source", max_length=8, choices=ConsentSource.choices, blank=True, default=""
+    )
+    sms_opt_out_at = models.DateTimeField("SMS opt-out at", null=True, blank=True)
+    sms_opt_out_source = models.CharField(
+        "SMS opt-out source", max_length=8, choices=ConsentSource.choices, blank=True, default=""
+    )
 
     class Meta:
         verbose_name = "player"
         permissions = [
             ("ban_player", "Can ban players (and void their undrawn ballots)"),
             ("unban_player", "Can lift a player's ban"),
+            ("change_sms_consent", "Can record a player's SMS opt-in or opt-out"),
         ]
         constraints = [
             models.CheckConstraint(
                 name="player_ban_state_consistent",
                 condition=Q(is_banned=False, banned_at__isnull=True) | Q(is_banned=True, banned_at__isnull=False),
             ),
+            models.CheckConstraint(
+                name="player_sms_opt_in_has_source",
+                condition=Q(sms_opt_in_at__isnull=True, sms_opt_in_source="")
+                | Q(sms_opt_in_at__isnull=False) & ~Q(sms_opt_in_source=""),
+            ),
         ]
+        indexes = [
+            # A drop's broadcast walks the opted-in players in id order.
+            models.Index(name="player_sms_opted_in", fields=["id"], condition=Q(sms_opt_in_at__isnull=False)),
+            # An inbound STOP finds its players by number.
+            models.Index(name="player_phone_number", fields=["phone_number"], condition=~Q(phone_number="")),
+        ]
+
+    def clean(self) -> None:
+        """Normalise the phone number (admin's forms call this), or refuse it on its field."""
+        super().clean()
+        try:
+            self.phone_number = normalize_phone_number(self.phone_number)
+        except InvalidPhoneNumber as error:
+            raise ValidationError({"phone_number": error.message}, code=error.code) from None
+
+    @property
+    def sms_opted_in(self) -> bool:
+        return self.sms_opt_in_at is not None
 
     @property
     def public_name(self) -> str:
@@ -88,6 +149,32 @@ class PlayerBanEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.player_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SmsConsentEvent(models.Model):
+    """Audit trail of SMS consent: every opt-in and opt-out, how, by whom and for which number."""
+
+    class Action(models.TextChoices):
+        OPT_IN = "opt_in"
+        OPT_OUT = "opt_out"
+
+    player = models.ForeignKey(Player, on_delete=models.CASCADE, related_name="sms_consent_events")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    source = models.CharField(max_length=8, choices=ConsentSource.choices)
+    phone_number = models.CharField(max_length=32, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "SMS consent event"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["player", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.source}) {self.player_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class Ballot(models.Model):

@@ -6,8 +6,8 @@ of permissions below; ``tests/test_staff_permissions.py`` checks that the
 database's groups match it, so a change here needs a migration beside it.
 
 - **support** answers players: sees players, ballots, stakes, lotteries and
-  draws, bans and unbans, and lifts a login lock-out (deletes its access
-  attempt).
+  draws, bans and unbans, records a player's SMS opt-in or opt-out given to
+  staff, and lifts a login lock-out (deletes its access attempt).
 - **operations** runs the platform: closes lotteries (and forces an early
   close), replays parked outbox events and dead letters, produces test
   stakes, and sets the pool games' terms.
@@ -21,7 +21,13 @@ SUPPORT = "support"
 OPERATIONS = "operations"
 COMPLIANCE = "compliance"
 
-_PLAYER_VIEWS = ["entries.view_player", "entries.view_ballot", "entries.view_playerbanevent", "pools.view_stake"]
+_PLAYER_VIEWS = [
+    "entries.view_player",
+    "entries.view_ballot",
+    "entries.view_playerbanevent",
+    "entries.view_smsconsentevent",
+    "pools.view_stake",
+]
 _LOTTERY_VIEWS = ["lotteries.view_lottery", "lotteries.view_lotterytransition", "pools.view_poolgame"]
 _DRAW_VIEWS = ["draws.view_draw", "draws.view_lotteryaward"]
 _OUTBOX_VIEWS = [
@@ -47,6 +53,7 @@ ROLES: dict[str, list[str]] = {
         *_DRAW_VIEWS,
         "entries.ban_player",
         "entries.unban_player",
+        "entries.change_sms_consent",
         "axes.view_accessattempt",
         "axes.delete_accessattempt",
     ],

@@ -26,18 +26,36 @@ from entries.errors import (
     BanReasonRequired,
     DuplicateEntry,
     IdempotencyKeyReused,
+    InvalidPhoneNumber,
+    PhoneNumberOnFile,
+    PhoneNumberRequired,
     PlayerBanned,
     PlayerNotFound,
 )
 from entries.events import entry_created
-from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
+from entries.models import (
+    BAN_PLAYER,
+    CHANGE_SMS_CONSENT,
+    OPT_IN_SOURCES,
+    OPT_OUT_SOURCES,
+    UNBAN_PLAYER,
+    Ballot,
+    ConsentSource,
+    Player,
+    PlayerBanEvent,
+    SmsConsentEvent,
+)
+from entries.phones import mask_phone, normalize_phone_number
 from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
 from lotteries.models import Lottery
 from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
-# The statement behind ballot_submit. ``target`` takes a share lock on the
+# The statement behind ballot_submit. The ballot's phone number is the
+# player's, copied as stored: E.164 (entries.phones normalises every door a
+# number comes in by), so the fraud constraint compares one spelling per
+# number. ``target`` takes a share lock on the
 # lottery row (close takes it exclusively, so no ballot commits after the
 # draw sealed its list), checks its kind (a pool is entered only by a stake,
 # through the stake consumer, never by a ballot of its own) and on the player row (a ban updates it, so a ballot
@@ -444,3 +462,106 @@ def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
         cursor.execute(_STAKE_PLAYERS_LOCK_SQL, [usernames])
         rows = cursor.fetchall()
     return {username[len("ext-") :]: StakePlayer(pk, banned) for username, pk, banned in rows}
+
+
+# --- SMS consent ---------------------------------------------------------------
+
+_OPT_IN_SOURCES = frozenset(OPT_IN_SOURCES)
+_OPT_OUT_SOURCES = frozenset(OPT_OUT_SOURCES)
+
+
+def sms_consent_set(*, player_id: int, opted_in: bool, source: str, actor: AbstractUser | None, note: str = "") -> bool:
+    """Record a player's consent to drop announcements by SMS, or its withdrawal, given to staff or imported.
+
+    A staff ``actor`` needs ``change_sms_consent``; ``None`` is the platform
+    (an import, ``seed_demo``). Opting in needs a phone number on file
+    (``PhoneNumberRequired``). Returns False when nothing changed: an opt-in
+    already given keeps its first time and source. Locks the player row.
+    """
+    require_permission(actor, CHANGE_SMS_CONSENT)
+    with transaction.atomic():
+        player = _locked_player(player_id)
+        return _apply_consent(player, opted_in=opted_in, source=source, actor=actor, note=note)
+
+
+def my_notifications_set(*, player: Player, drop_announcements: bool, phone_number: str | None = None) -> Player:
+    """The player's own choice, through the API: opt in to drop announcements by SMS, or out (source ``api``).
+
+    ``phone_number``, in any spelling (normalised, or ``InvalidPhoneNumber``),
+    gives the number to text when none is on file; the number on file itself
+    may be repeated. Changing a number on file is staff's (admin)
+    (``PhoneNumberOnFile``): fraud detection compares the numbers on file,
+    and a player who could change theirs at will could dodge it. Returns the
+    player as stored. Locks the player row.
+    """
+    number = None if phone_number is None else normalize_phone_number(phone_number)
+    with transaction.atomic():
+        locked = _locked_player(player.pk)
+        if number is not None and number != locked.phone_number:
+            if locked.phone_number or not number:
+                raise PhoneNumberOnFile()
+            locked.phone_number = number
+            locked.save(update_fields=["phone_number"])
+            logger.info("phone number added by player", extra={"player_id": locked.pk, "phone": mask_phone(number)})
+        _apply_consent(locked, opted_in=drop_announcements, source=ConsentSource.API, actor=None)
+    return locked
+
+
+def sms_opt_out(phone_number: str, source: str = ConsentSource.SMS_STOP) -> int:
+    """Opt out every player whose number is ``phone_number``: an inbound STOP (the gateway calls this).
+
+    The number is normalised first (a sender written without its country
+    code is read in ``PHONE_DEFAULT_REGION``; ``InvalidPhoneNumber`` when it
+    cannot be read). Every player on file with the number is opted out, as
+    the phone's owner asked no more messages to it. Returns how many were
+    opted in until now (0 for a number nobody opted in with). Locks their rows.
+    """
+    number = normalize_phone_number(phone_number)
+    if not number:
+        raise InvalidPhoneNumber(details={"field": "phone_number", "reason": "blank"})
+    with transaction.atomic():
+        players = list(
+            Player.objects.select_for_update().filter(phone_number=number, sms_opt_in_at__isnull=False).order_by("id")
+        )
+        for player in players:
+            _apply_consent(player, opted_in=False, source=source, actor=None)
+    logger.info("sms opt-out by number", extra={"phone": mask_phone(number), "source": source, "players": len(players)})
+    return len(players)
+
+
+def _locked_player(player_id: int) -> Player:
+    try:
+        return Player.objects.select_for_update().get(pk=player_id)
+    except Player.DoesNotExist:
+        raise PlayerNotFound(details={"player_id": player_id}) from None
+
+
+def _apply_consent(player: Player, *, opted_in: bool, source: str, actor: AbstractUser | None, note: str = "") -> bool:
+    """Change a locked player's consent and keep the change in the audit trail; False when there was none to make."""
+    if source not in (_OPT_IN_SOURCES if opted_in else _OPT_OUT_SOURCES):
+        raise ValueError(f"{source!r} is not a source of an SMS {'opt-in' if opted_in else 'opt-out'}")
+    if opted_in == player.sms_opted_in:
+        return False
+    now = timezone.now()
+    if opted_in:
+        if not player.phone_number:
+            raise PhoneNumberRequired(details={"player_id": player.pk})
+        player.sms_opt_in_at, player.sms_opt_in_source = now, source
+    else:
+        player.sms_opt_in_at, player.sms_opt_in_source = None, ""
+        player.sms_opt_out_at, player.sms_opt_out_source = now, source
+    player.save(update_fields=["sms_opt_in_at", "sms_opt_in_source", "sms_opt_out_at", "sms_opt_out_source"])
+    action = SmsConsentEvent.Action.OPT_IN if opted_in else SmsConsentEvent.Action.OPT_OUT
+    SmsConsentEvent.objects.create(
+        player=player,
+        action=action,
+        source=source,
+        phone_number=player.phone_number,
+        note=note,
+        actor_id=actor_id(actor),
+    )
+    logger.info(
+        "sms consent changed",
+        extra={"player_id": player.pk, "action": action, "source": source, "phone": mask_phone(player.phone_number)},
+    )
+    return True

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import dj_database_url
 import django_stubs_ext
+import phonenumbers
 from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
@@ -211,6 +212,11 @@ CELERY_TIMEZONE = LOTTERY_TIME_ZONE
 
 DAILY_LOTTERY_PRIZE = env_str("DAILY_LOTTERY_PRIZE", "Daily prize")
 MAX_BALLOTS_PER_PLAYER = env_int("MAX_BALLOTS_PER_PLAYER", 1, minimum=1)
+# The country (ISO 3166, e.g. GB) of phone numbers written without their
+# country code; empty: such numbers are refused, never guessed (entries.phones).
+PHONE_DEFAULT_REGION = env_str("PHONE_DEFAULT_REGION").strip().upper()
+if PHONE_DEFAULT_REGION and PHONE_DEFAULT_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(f"PHONE_DEFAULT_REGION={PHONE_DEFAULT_REGION!r} is not a region code such as GB or US")
 # Internal tokens: one per purpose (the door a service may use without a staff
 # account), each with a current and a next value so it can be rotated without
 # downtime. Unset values disable that door for services; staff with the

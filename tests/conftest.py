@@ -48,7 +48,7 @@ def make_player() -> Callable[..., Player]:
         player = Player.objects.create_user(
             username=username or f"player{n}",
             password="password-for-tests",
-            phone_number=f"+1555{n:07d}" if phone_number is None else phone_number,
+            phone_number=f"+1201{2220000 + n:07d}" if phone_number is None else phone_number,  # valid, E.164
             external_account_id=f"acct-{n}" if external_account_id is None else external_account_id,
             is_staff=is_staff or bool(roles),
         )

@@ -96,6 +96,11 @@ def _player_state(player: Player) -> Any:
     return player.is_banned, ballots, PlayerBanEvent.objects.filter(player=player).count()
 
 
+def _consent_state(player: Player) -> Any:
+    player.refresh_from_db()
+    return player.sms_opt_in_at, player.sms_consent_events.count()
+
+
 def _due_lottery(make_player, make_lottery, enter):
     closes_at = timezone.now() - timedelta(minutes=1)
     lottery = make_lottery(closes_at=closes_at)
@@ -164,6 +169,9 @@ DOORS = [
          _admin_action("entries_player", "ban_selected_players", apply="1", reason="r"), _player_state),
     Door("admin unban", {"support"}, _banned_player,
          _admin_action("entries_player", "unban_selected_players", apply="1", reason="r"), _player_state),
+    Door("admin sms opt-in", {"support"}, _player_with_ballot,
+         _admin_action("entries_player", "record_sms_opt-in_to_drop_announcements", apply="1", reason="r"),
+         _consent_state),
     Door("admin close", {"operations"}, _due_lottery, _admin_action("lotteries_lottery", "close_due"), _lottery_state),
     Door("admin force close", {"operations"}, _running_lottery,
          _admin_action("lotteries_lottery", "close_forced"), _lottery_state),
@@ -211,7 +219,15 @@ def test_each_door_opens_for_its_role_only(door, role, staff_in, make_player, ma
 @pytest.mark.parametrize(
     ("model", "actions"),
     [
-        ("entries_player", ["ban_selected_players", "unban_selected_players"]),
+        (
+            "entries_player",
+            [
+                "ban_selected_players",
+                "unban_selected_players",
+                "record_sms_opt-in_to_drop_announcements",
+                "record_sms_opt-out_of_drop_announcements",
+            ],
+        ),
         ("lotteries_lottery", ["close_due", "close_forced"]),
         ("outbox_outboxevent", ["replay"]),
     ],

@@ -193,7 +193,7 @@ def test_posting_ban_fields_in_the_change_form_does_not_ban(admin_client, make_p
             "last_name": "",
             "email": "",
             "is_active": "on",
-            "phone_number": "+15550009999",
+            "phone_number": "+1 201 555 0199",
             "external_account_id": player.external_account_id,
             "is_banned": "on",
             "banned_at_0": "2024-01-01",
@@ -203,13 +203,15 @@ def test_posting_ban_fields_in_the_change_form_does_not_ban(admin_client, make_p
             "ban_events-INITIAL_FORMS": "0",
             "ban_events-MIN_NUM_FORMS": "0",
             "ban_events-MAX_NUM_FORMS": "1000",
+            "sms_consent_events-TOTAL_FORMS": "0",
+            "sms_consent_events-INITIAL_FORMS": "0",
         },
     )
 
     # then the form saved, but the ban fields were ignored
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     player.refresh_from_db()
-    assert player.phone_number == "+15550009999"
+    assert player.phone_number == "+12015550199"  # stored as E.164
     assert player.is_banned is False
     assert player.banned_at is None
     assert player.ban_reason == ""

@@ -7,26 +7,27 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from entries.errors import PlayerBanned
-from entries.models import Player
-from entries.services import ballot_submit
+from entries.models import ConsentSource, Player
+from entries.phones import normalize_phone_number
+from entries.services import ballot_submit, sms_consent_set
 from lifecycle.services import daily_lottery_open, lottery_close
 from lotteries.models import Lottery, TransitionSource
 from lotteries.services import day_bounds, lottery_today
 
 DEMO_PLAYERS = [
-    # username, phone, external account
-    ("alice", "+15550000001", "acct-1001"),
-    ("bob", "+15550000002", "acct-1002"),
-    ("carol", "+15550000003", "acct-1003"),
-    ("dave", "+15550000004", "acct-1004"),
-    ("erin", "+15550000005", "acct-1005"),
+    # username, phone (numbers Ofcom keeps for drama: they reach nobody), external account, SMS opt-in
+    ("alice", "+44 20 7946 0001", "acct-1001", True),
+    ("bob", "+44 20 7946 0002", "acct-1002", True),
+    ("carol", "+44 20 7946 0003", "acct-1003", True),
+    ("dave", "+44 20 7946 0004", "acct-1004", False),
+    ("erin", "+44 20 7946 0005", "acct-1005", False),
 ]
 
 
 class Command(BaseCommand):
     help = (
         "Seed a small demo (idempotent): a staff account, a few players with API tokens, "
-        "today's daily lottery with ballots, and yesterday's lottery drawn."
+        "today's daily lottery with ballots, and yesterday's lottery drawn. Three players opt in to drop SMS."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,13 +41,17 @@ class Command(BaseCommand):
                 staff.set_password(staff_password)
                 staff.save(update_fields=["password"])
             players = []
-            for username, phone, account in DEMO_PLAYERS:
+            for username, phone, account, opted_in in DEMO_PLAYERS:
                 player, created = Player.objects.get_or_create(
-                    username=username, defaults={"phone_number": phone, "external_account_id": account}
+                    username=username,
+                    defaults={"phone_number": normalize_phone_number(phone), "external_account_id": account},
                 )
                 if created:
                     player.set_password(player_password)
                     player.save(update_fields=["password"])
+                    if opted_in:
+                        sms_consent_set(player_id=player.pk, opted_in=True, source=ConsentSource.IMPORT, actor=None)
+                        player.refresh_from_db()
                 players.append(player)
 
         today = lottery_today()
@@ -65,7 +70,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  staff:   admin / {shown}  -> /admin/")
         for player in players:
             token, _ = Token.objects.get_or_create(user=player)
-            self.stdout.write(f"  player:  {player.username:6} token {token.key}")
+            consent = "opted in to drop SMS" if player.sms_opted_in else ""
+            self.stdout.write(f"  player:  {player.username:6} token {token.key}  {consent}")
         self.stdout.write(
             f"  today's lottery: #{current.pk}; yesterday's: #{past.pk} ({Lottery.objects.get(pk=past.pk).state})"
         )
