@@ -296,6 +296,9 @@ KAFKA_TOPICS_CHECK_SECONDS = env_int("KAFKA_TOPICS_CHECK_SECONDS", 30, minimum=1
 # Port of the consumer process's own /metrics (0: none).
 STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
 
+# Live settings (core.live): how long a process keeps the values set in admin before reading them again.
+LIVE_SETTINGS_REFRESH_SECONDS = env_int("LIVE_SETTINGS_REFRESH_SECONDS", 2, minimum=0)
+
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
     "open-daily-lottery": {
