@@ -31,7 +31,7 @@ _OUTBOX_VIEWS = [
     "outbox.view_deadletter",
     "outbox.view_consumercounter",
 ]
-_SMS_VIEWS = ["notifications.view_notification", "notifications.view_gatewaymessage"]
+_SMS_VIEWS = ["notifications.view_notification", "notifications.view_broadcast", "notifications.view_gatewaymessage"]
 _LIVE_SETTINGS = ["core.view_livesetting", "core.add_livesetting", "core.change_livesetting", "core.delete_livesetting"]
 _SCHEDULE_VIEWS = [
     "django_celery_beat.view_periodictask",
@@ -49,6 +49,7 @@ ROLES: dict[str, list[str]] = {
         *_LOTTERY_VIEWS,
         *_DRAW_VIEWS,
         "notifications.view_notification",
+        "notifications.view_broadcast",
         "entries.ban_player",
         "entries.unban_player",
         "axes.view_accessattempt",

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from core.admin import ReadOnlyAdmin, acting_player, staff_may
 from core.errors import ApplicationError
-from notifications.models import RESEND_NOTIFICATION, GatewayMessage, Notification
+from notifications.models import RESEND_NOTIFICATION, Broadcast, GatewayMessage, Notification
 from notifications.recipients import masked
 from notifications.services import notification_resend
 
@@ -79,6 +79,16 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.display(description="last error")
     def short_error(self, notification: Notification) -> str:
         return notification.last_error[:80]
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(ReadOnlyAdmin):
+    """Each broadcast's progress: sent, failed and remaining, as its batches record them."""
+
+    list_display = ["lottery", "total", "sent", "failed", "remaining", "created_at", "finished_at"]
+    list_select_related = ["lottery"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("lottery", "body", "total", "sent", "failed", "remaining", "created_at", "finished_at")
 
 
 @admin.register(GatewayMessage)

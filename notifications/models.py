@@ -93,6 +93,34 @@ class Notification(models.Model):
         return idempotency_key(self.pk)
 
 
+class Broadcast(models.Model):
+    """One announcement to many players (a drop's opening), with its progress as its batches go.
+
+    ``sent`` and ``failed`` move in the transaction that records each batch's
+    outcome, so they always agree with the messages' states; ``remaining``
+    is what is still to be sent or retried. A broadcast stopped by a crash
+    resumes from its messages' states (beat's sweep), messaging nobody twice.
+    """
+
+    lottery = models.OneToOneField("lotteries.Lottery", on_delete=models.PROTECT, primary_key=True, related_name="+")
+    body = models.TextField()
+    total = models.PositiveIntegerField()
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"broadcast of lottery {self.pk}"
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.sent - self.failed
+
+
 def idempotency_key(notification_id: int) -> str:
     """What the gateway sees as the message's key: the notification's id, so every attempt and re-send shares it."""
     return f"notification-{notification_id}"

@@ -29,6 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from core.authorization import require_permission
@@ -41,7 +42,7 @@ from notifications import metrics
 from notifications.errors import NotificationNotFailed, NotificationNotFound
 from notifications.gateway import DeliveryFailed, KeyAlreadySeen, OutgoingSms, SendResult, SmsRefused, gateway
 from notifications.messages import not_selected_body, winner_body
-from notifications.models import RESEND_NOTIFICATION, Notification, idempotency_key
+from notifications.models import RESEND_NOTIFICATION, Broadcast, Notification, idempotency_key
 from notifications.recipients import masked
 
 logger = logging.getLogger(__name__)
@@ -142,9 +143,51 @@ def not_selected_notifications_create(
         )
         created: int = cursor.rowcount
     if created:
-        lottery_id, kind = lottery.pk, Notification.Kind.NOT_SELECTED
-        transaction.on_commit(lambda: _queue_batch(lottery_id, kind), robust=True)
+        lottery_id, kind, chains = lottery.pk, Notification.Kind.NOT_SELECTED, _chains(created)
+        transaction.on_commit(lambda: _queue_batch(lottery_id, kind, chains=chains), robust=True)
     return created
+
+
+_BROADCAST_SQL = """
+INSERT INTO {table} (kind, lottery_id, player_id, award_id, recipient, body, state, attempts,
+                     next_attempt_at, queued_at, gateway_message_id, last_error, created_at, updated_at)
+SELECT %s, %s, player.id, NULL, player.phone_number, %s, %s, 0, %s, %s, '', '', %s, %s
+FROM ({players}) AS player(id, phone_number)
+ON CONFLICT DO NOTHING
+"""
+
+
+def broadcast_create(*, lottery: Lottery, players: "QuerySet[Player]", body: str, now: datetime) -> Broadcast:
+    """One SMS to each of ``players`` with a phone number (a drop's opted-in players, at its opening); once per
+    lottery: a second call returns the first broadcast and writes nothing.
+
+    Runs in the caller's transaction (the opening's). The messages are
+    written by one ``INSERT ... SELECT`` over the players' query, never
+    loaded into Python, and sent in batches of SMS_BROADCAST_BATCH by
+    SMS_BATCH_CHAINS chains of tasks once committed; the broadcast records
+    its progress as they go.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("broadcast_create must run in its reason's own transaction")
+    existing = Broadcast.objects.select_for_update().filter(lottery=lottery).first()
+    if existing is not None:
+        return existing
+    query, query_params = (
+        players.exclude(phone_number="").order_by().values_list("id", "phone_number").query.sql_with_params()
+    )
+    statement = _BROADCAST_SQL.format(table=connection.ops.quote_name(Notification._meta.db_table), players=query)
+    kind, pending = str(Notification.Kind.BROADCAST), str(Notification.State.PENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [kind, lottery.pk, body, pending, now, now, now, now, *query_params])
+        total: int = cursor.rowcount
+    broadcast = Broadcast.objects.create(
+        lottery=lottery, body=body, total=total, created_at=now, finished_at=None if total else now
+    )
+    if total:
+        lottery_id, chains = lottery.pk, _chains(total)
+        transaction.on_commit(lambda: _queue_batch(lottery_id, kind, chains=chains), robust=True)
+    logger.info("broadcast of lottery %s: %s SMS to send", lottery.pk, total)
+    return broadcast
 
 
 def draw_notifications_create(*, lottery: Lottery, draw: Draw, now: datetime) -> None:
@@ -164,10 +207,17 @@ def _queue_sends(ids: Sequence[int]) -> None:
         send_notification.delay(notification_id)
 
 
-def _queue_batch(lottery_id: int, kind: str) -> None:
+def _queue_batch(lottery_id: int, kind: str, *, chains: int = 1) -> None:
+    """Queue ``chains`` batch tasks for a lottery's messages of a kind; each hands on to a fresh one while it finds
+    a full batch, and SKIP LOCKED keeps their batches disjoint."""
     from notifications.tasks import send_notification_batch
 
-    send_notification_batch.delay(lottery_id, kind)
+    for _ in range(chains):
+        send_notification_batch.delay(lottery_id, kind)
+
+
+def _chains(messages: int) -> int:
+    return max(1, min(settings.SMS_BATCH_CHAINS, -(-messages // settings.SMS_BROADCAST_BATCH)))
 
 
 # --- Sending -------------------------------------------------------------------
@@ -215,10 +265,21 @@ FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(gateway_ids)s::text[], %(la
             %(errors)s::text[], %(next)s::timestamptz[], %(sent)s::timestamptz[])
      AS o(id, state, gateway_message_id, latency_ms, last_error, next_attempt_at, sent_at)
 WHERE n.id = o.id AND n.state = {sending}
+RETURNING n.lottery_id, n.kind, n.state
 """,
     Notification=Notification,
     sending=Notification.State.SENDING,
     pending=Notification.State.PENDING,
+)
+# A broadcast's progress, moved by the outcomes its batch recorded (and back by a re-send).
+_PROGRESS_SQL = sql(
+    """
+UPDATE {Broadcast}
+SET sent = sent + %(sent)s, failed = failed + %(failed)s,
+    finished_at = CASE WHEN sent + %(sent)s + failed + %(failed)s >= total THEN %(now)s END
+WHERE lottery_id = %(lottery)s
+""",
+    Broadcast=Broadcast,
 )
 
 
@@ -292,9 +353,22 @@ def _finish(taken: Sequence[_Taken], results: Sequence[SendResult | SmsRefused])
     names = ("ids", "states", "gateway_ids", "latencies", "errors", "next", "sent")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_FINISH_SQL, {**{name: list(c) for name, c in zip(names, columns, strict=True)}, "now": now})
+        _broadcast_progress(cursor, cursor.fetchall(), now)
     retries = [delay for _, delay in outcomes if delay is not None]
     sent = sum(row[1] == _SENT for row, _ in outcomes)
     return SendOutcome(taken=len(taken), sent=sent, retry_in=min(retries) if retries else None)
+
+
+def _broadcast_progress(cursor: Any, changed: Sequence[tuple[int, str, str]], now: datetime) -> None:
+    """Count the broadcast messages a finish moved to sent or failed on their broadcasts (rows it did not move,
+    finished meanwhile by another worker, are not in ``changed``)."""
+    moved: dict[int, list[int]] = {}
+    for lottery_id, kind, state in changed:
+        if kind == Notification.Kind.BROADCAST and state in (_SENT, _FAILED):
+            counts = moved.setdefault(lottery_id, [0, 0])
+            counts[state == _FAILED] += 1
+    for lottery_id, (sent, failed) in moved.items():
+        cursor.execute(_PROGRESS_SQL, {"lottery": lottery_id, "sent": sent, "failed": failed, "now": now})
 
 
 def notification_send(*, notification_id: int, now: datetime | None = None) -> SendOutcome:
@@ -381,6 +455,10 @@ def notification_resend(
         notification.save(
             update_fields=["state", "attempts", "next_attempt_at", "queued_at", "resent_by", "resent_at", "updated_at"]
         )
+        if notification.kind == Notification.Kind.BROADCAST:
+            Broadcast.objects.filter(lottery_id=notification.lottery_id).update(
+                failed=F("failed") - 1, finished_at=None
+            )
         if notification.kind in BATCHED_KINDS:
             lottery_id, kind = notification.lottery_id, notification.kind
             transaction.on_commit(lambda: _queue_batch(lottery_id, kind), robust=True)

@@ -25,6 +25,7 @@ from tests.admin_pages import changelist
         "django_celery_beat_periodictask",
         "notifications_notification",
         "notifications_gatewaymessage",
+        "notifications_broadcast",
         "core_livesetting",
     ],
 )
