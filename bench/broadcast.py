@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from typing import Any
 
 import _common
 
@@ -149,23 +150,40 @@ def bare_loop(lottery_id: int) -> float:
     return sent / elapsed
 
 
-def through_workers(lottery_id: int, args: argparse.Namespace) -> float:
-    from notifications.models import Broadcast
-
-    env = {**os.environ, **_common.bench_env(DB_NAME), **ZERO_LATENCY, "LOG_LEVEL": "WARNING"}
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (read at the end)
+def start_worker(db_name: str, concurrency: int) -> tuple[subprocess.Popen[bytes], Any]:
+    """A notifications worker (prefork) on the benchmark's database, once it says it is ready."""
+    env = {**os.environ, **_common.bench_env(db_name), **ZERO_LATENCY, "LOG_LEVEL": "WARNING"}
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by stop_worker)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "--app", "lottery_site", "worker", "--queues", "notifications",
-         "--pool", "prefork", "--concurrency", str(args.concurrency), "--loglevel", "INFO",
+         "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
          "--without-mingle", "--without-gossip"],
         cwd=_common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "ready." not in os.pread(log.fileno(), 1 << 20, 0).decode(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            stop_worker(worker, log)
+            raise RuntimeError("the worker did not start:\n" + os.pread(log.fileno(), 1 << 20, 0).decode())
+        time.sleep(0.1)
+    return worker, log
+
+
+def stop_worker(worker: subprocess.Popen[bytes], log: Any) -> None:
+    worker.terminate()
     try:
-        deadline = time.monotonic() + 60
-        while "ready." not in os.pread(log.fileno(), 1 << 20, 0).decode(errors="replace"):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start:\n" + os.pread(log.fileno(), 1 << 20, 0).decode())
-            time.sleep(0.1)
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+    log.close()
+
+
+def through_workers(lottery_id: int, args: argparse.Namespace) -> float:
+    from notifications.models import Broadcast
+
+    worker, log = start_worker(DB_NAME, args.concurrency)
+    try:
         committed = create(lottery_id)
         deadline = time.monotonic() + 600
         while (broadcast := Broadcast.objects.get(pk=lottery_id)).finished_at is None:
@@ -174,8 +192,7 @@ def through_workers(lottery_id: int, args: argparse.Namespace) -> float:
             time.sleep(0.02)
         elapsed = time.monotonic() - committed
     finally:
-        worker.terminate()
-        worker.wait(60)
+        stop_worker(worker, log)
     _common.step(f"platform: {broadcast.sent:,} sent in {elapsed:.2f} s")
     return broadcast.sent / elapsed
 
