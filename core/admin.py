@@ -1,4 +1,5 @@
-"""Shared admin pieces: read-only bases, permission checks for actions, and an action that asks for a reason first.
+"""Shared admin pieces: read-only bases, permission checks for actions, an action that asks for a reason first,
+and the live settings' page.
 
 Every staff action names its permission (``allowed_permissions``), so Django
 hides it from, and refuses it to, staff without it; the service it calls
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from django import forms
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth.models import AbstractUser
@@ -16,8 +18,10 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from core import live
 from core.authorization import may
 from core.errors import ApplicationError
+from core.models import LiveSetting
 
 _ChildT = TypeVar("_ChildT", bound=Model)
 _ParentT = TypeVar("_ParentT", bound=Model)
@@ -113,3 +117,51 @@ class ReadOnlyInline(admin.TabularInline[_ChildT, _ParentT]):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class LiveSettingForm(forms.ModelForm[LiveSetting]):
+    name = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = LiveSetting
+        fields = ["name", "value"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name_field = self.fields.get("name")
+        if not self.instance._state.adding:  # a stored setting keeps its name; only its value changes
+            self.fields.pop("name", None)
+        elif isinstance(name_field, forms.ChoiceField):
+            name_field.choices = [(name, f"{name}: {spec.help}") for name, spec in sorted(live.REGISTRY.items())]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        name = cleaned.get("name") or self.instance.name
+        if name and "value" in cleaned:
+            live.validate(name, cleaned["value"])
+        return cleaned
+
+
+@admin.register(LiveSetting)
+class LiveSettingAdmin(admin.ModelAdmin[LiveSetting]):
+    """Values over the environment's, seen by every process within LIVE_SETTINGS_REFRESH_SECONDS; delete to go back."""
+
+    form = LiveSettingForm
+    list_display = ["name", "value", "environment_value", "updated_at", "updated_by"]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    @admin.display(description="environment's value")
+    def environment_value(self, setting: LiveSetting) -> str:
+        return str(getattr(django_settings, setting.name, ""))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: LiveSetting | None = None) -> list[str]:
+        return ["name", *self.readonly_fields] if obj is not None else list(self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: LiveSetting, form: Any, change: bool) -> None:
+        obj.updated_by = acting_player(request)  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+        live.forget()
+
+    def delete_model(self, request: HttpRequest, obj: LiveSetting) -> None:
+        super().delete_model(request, obj)
+        live.forget()

@@ -10,7 +10,8 @@ database's groups match it, so a change here needs a migration beside it.
   staff, and lifts a login lock-out (deletes its access attempt).
 - **operations** runs the platform: closes lotteries (and forces an early
   close), replays parked outbox events and dead letters, produces test
-  stakes, and sets the pool games' terms.
+  stakes, sets the pool games' terms, sends failed SMS again, and sets
+  the live settings (``core.live``: the SMS gateway's).
 - **compliance** audits: sees everything staff can see, changes nothing.
 
 Nobody but a superuser sees API tokens or the lotteries' secret seeds, or
@@ -36,6 +37,8 @@ _OUTBOX_VIEWS = [
     "outbox.view_deadletter",
     "outbox.view_consumercounter",
 ]
+_SMS_VIEWS = ["notifications.view_notification", "notifications.view_broadcast", "notifications.view_gatewaymessage"]
+_LIVE_SETTINGS = ["core.view_livesetting", "core.add_livesetting", "core.change_livesetting", "core.delete_livesetting"]
 _SCHEDULE_VIEWS = [
     "django_celery_beat.view_periodictask",
     "django_celery_beat.view_crontabschedule",
@@ -51,6 +54,8 @@ ROLES: dict[str, list[str]] = {
         *_PLAYER_VIEWS,
         *_LOTTERY_VIEWS,
         *_DRAW_VIEWS,
+        "notifications.view_notification",
+        "notifications.view_broadcast",
         "entries.ban_player",
         "entries.unban_player",
         "entries.change_sms_consent",
@@ -61,6 +66,7 @@ ROLES: dict[str, list[str]] = {
         *_LOTTERY_VIEWS,
         *_DRAW_VIEWS,
         *_OUTBOX_VIEWS,
+        *_SMS_VIEWS,
         "django_celery_beat.view_periodictask",
         "pools.view_stake",
         "lotteries.close_lottery",
@@ -70,12 +76,16 @@ ROLES: dict[str, list[str]] = {
         "outbox.replay_outbox_event",
         "outbox.replay_dead_letter",
         "pools.produce_stake",
+        "notifications.resend_notification",
+        *_LIVE_SETTINGS,
     ],
     COMPLIANCE: [
         *_PLAYER_VIEWS,
         *_LOTTERY_VIEWS,
         *_DRAW_VIEWS,
         *_OUTBOX_VIEWS,
+        *_SMS_VIEWS,
+        "core.view_livesetting",
         *_SCHEDULE_VIEWS,
         *_LOGIN_VIEWS,
         "auth.view_group",

@@ -37,6 +37,7 @@ from lotteries.services import (
     transition_row,
     transitions_record,
 )
+from notifications.services import draw_notifications_create
 from outbox.events import DomainEvent
 from outbox.services import publish
 
@@ -203,6 +204,7 @@ def lottery_close(
     earlier failure, or by a pool's fill, is drawn. Before ``closes_at`` the
     close is refused unless ``force`` (recorded on the transition).
     Idempotent: an already drawn or cancelled lottery is returned unchanged.
+    The draw's SMS are written in the same transaction (``notifications``).
 
     A staff ``actor`` needs ``close_lottery``, and ``force_close_lottery``
     for an early close; ``None`` is the platform itself (beat, commands,
@@ -233,6 +235,8 @@ def lottery_close(
             publish(lottery_events.lottery_cancelled(lottery, source=source, reason=reason, stakes=refunds))
         else:
             lottery_transition(lottery, Lottery.State.DRAWN, source=source, actor=actor, now=now)
+            # The winners' SMS (and a drop's "not selected" ones) in the awards' own transaction, sent after commit.
+            draw_notifications_create(lottery=lottery, draw=draw, now=now)
             # After the awards' events (written by draw_run): consumers see the awards, then "drawn".
             publish(lottery_drawn(lottery, draw=draw, source=source))
     return CloseOutcome(lottery=lottery, changed=True, draw=draw)

@@ -55,6 +55,21 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(name: str, default: float, *, minimum: float, maximum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(
+            f"{name}={value} must be in [{minimum}, {maximum if maximum is not None else 'inf'}]"
+        )
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -97,6 +112,7 @@ INSTALLED_APPS = [
     "lotteries",
     "entries",
     "draws",
+    "notifications",
     "lifecycle",
     "pools",
 ]
@@ -199,6 +215,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# SMS go through a queue of their own, so a long relay drain or a broadcast never delays a winner's message.
+NOTIFICATIONS_QUEUE = "notifications"
+CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE}}
 
 # --- Lotteries ------------------------------------------------------------
 
@@ -302,6 +321,37 @@ KAFKA_TOPICS_CHECK_SECONDS = env_int("KAFKA_TOPICS_CHECK_SECONDS", 30, minimum=1
 # Port of the consumer process's own /metrics (0: none).
 STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
 
+# Live settings (core.live): how long a process keeps the values set in admin before reading them again.
+LIVE_SETTINGS_REFRESH_SECONDS = env_int("LIVE_SETTINGS_REFRESH_SECONDS", 2, minimum=0)
+
+# --- SMS notifications (notifications; docs/notifications.md) --------------
+
+# Live (core.live): the simulated gateway's latencies and failure rate, and SMS_MAX_ATTEMPTS, can be set in admin.
+# simulated (the default: latency and failures, messages kept in a table), console, or the
+# dotted path of a class implementing notifications.gateway.SmsGateway (a real provider).
+SMS_BACKEND = env_str("SMS_BACKEND", "simulated")
+# The simulated gateway: latency of one message, of one batch, and the share of messages it fails.
+SMS_LATENCY_MIN_MS = env_int("SMS_LATENCY_MIN_MS", 100, minimum=0)
+SMS_LATENCY_MAX_MS = env_int("SMS_LATENCY_MAX_MS", 2000, minimum=0)
+SMS_BATCH_LATENCY_MIN_MS = env_int("SMS_BATCH_LATENCY_MIN_MS", 500, minimum=0)
+SMS_BATCH_LATENCY_MAX_MS = env_int("SMS_BATCH_LATENCY_MAX_MS", 3000, minimum=0)
+if SMS_LATENCY_MAX_MS < SMS_LATENCY_MIN_MS or SMS_BATCH_LATENCY_MAX_MS < SMS_BATCH_LATENCY_MIN_MS:
+    raise ImproperlyConfigured("SMS latency: each *_MAX_MS must be at least its *_MIN_MS")
+SMS_FAILURE_RATE = env_float("SMS_FAILURE_RATE", 0.02, minimum=0.0, maximum=1.0)
+# Attempts per message (the first and its retries), then it is failed; the retries back off
+# exponentially from SMS_RETRY_BACKOFF_MS, capped at SMS_RETRY_BACKOFF_MAX_MS.
+SMS_MAX_ATTEMPTS = env_int("SMS_MAX_ATTEMPTS", 5, minimum=1)
+SMS_RETRY_BACKOFF_MS = env_int("SMS_RETRY_BACKOFF_MS", 2000, minimum=0)
+SMS_RETRY_BACKOFF_MAX_MS = env_int("SMS_RETRY_BACKOFF_MAX_MS", 300_000, minimum=0)
+# A message left "sending" this long (its worker died) is taken again, with the same idempotency key.
+SMS_SEND_LEASE_SECONDS = env_int("SMS_SEND_LEASE_SECONDS", 60, minimum=1)
+# Messages per batch of the batched kinds (not selected, broadcast): one task and one gateway call each.
+SMS_BROADCAST_BATCH = env_int("SMS_BROADCAST_BATCH", 500, minimum=1)
+# Chains of batch tasks sending one lottery's batched messages side by side (disjoint batches: SKIP LOCKED).
+SMS_BATCH_CHAINS = env_int("SMS_BATCH_CHAINS", 4, minimum=1)
+# Beat's sweep of messages whose kick was lost or whose worker died.
+SMS_SWEEP_SECONDS = env_int("SMS_SWEEP_SECONDS", 10, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
     "open-daily-lottery": {
@@ -324,6 +374,12 @@ CELERY_BEAT_SCHEDULE = {
     "expire-pools": {
         "task": "pools.tasks.expire_pools",
         "schedule": crontab(minute="*"),
+    },
+    # Safety net behind the sends queued on commit: a lost kick, a retry whose task was lost, a dead worker's lease.
+    "sweep-notifications": {
+        "task": "notifications.tasks.sweep_notifications",
+        "schedule": float(SMS_SWEEP_SECONDS),
+        "options": {"expires": float(SMS_SWEEP_SECONDS)},
     },
     "purge-outbox": {
         "task": "outbox.tasks.purge_outbox",

@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core import live
 from entries.models import Ballot, Player
 from entries.services import ballot_submit
 from lifecycle.services import lottery_close, lottery_open
@@ -31,6 +32,14 @@ _names = itertools.count(1)
 def _clear_throttle_counts() -> None:
     """Throttle counts live in Redis (the tests' own database) and outlive a test: start each from zero."""
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_live_settings() -> Iterator[None]:
+    """Live settings are cached per process for seconds (core.live): each test reads its own database's rows."""
+    live.forget()
+    yield
+    live.forget()
 
 
 @pytest.fixture

@@ -23,6 +23,10 @@ from tests.admin_pages import changelist
         "draws_draw",
         "draws_lotteryaward",
         "django_celery_beat_periodictask",
+        "notifications_notification",
+        "notifications_gatewaymessage",
+        "notifications_broadcast",
+        "core_livesetting",
     ],
 )
 def test_changelists_load_for_staff(admin_client, drawn_lottery, model):

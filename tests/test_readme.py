@@ -78,7 +78,7 @@ def test_every_link_of_the_readme_and_its_pages_reaches_a_file_and_heading_that_
 
 def test_every_environment_variable_the_settings_read_is_documented():
     source = (ROOT / "lottery_site" / "settings.py").read_text()
-    read = set(re.findall(r'(?:env_(?:str|bool|int|list)|os\.environ\.get)\(\s*"([A-Z0-9_]+)"', source))
+    read = set(re.findall(r'(?:env_(?:str|bool|int|float|list)|os\.environ\.get)\(\s*"([A-Z0-9_]+)"', source))
     documented = (ROOT / "docs" / "settings.md").read_text()
 
     assert len(read) > 40

@@ -26,6 +26,8 @@ from entries.roles import ROLES
 from entries.services import player_ban, player_unban
 from lifecycle.services import lottery_close
 from lotteries.models import Lottery
+from notifications.models import Notification
+from notifications.services import notification_resend
 from outbox.inbox import dead_letters_replay
 from outbox.models import DeadLetter, OutboxEvent
 from outbox.services import replay_failed
@@ -33,7 +35,7 @@ from pools.door import stake_produce
 
 pytestmark = pytest.mark.django_db
 
-ROLE_NAMES = ["support", "operations", "compliance", "viewer"]  # viewer: is_staff with view_player and view_lottery
+ROLE_NAMES = ["support", "operations", "compliance", "viewer"]  # viewer: is_staff with a few view permissions
 
 
 @pytest.fixture
@@ -43,7 +45,9 @@ def staff_in(make_player) -> Callable[[str], Player]:
             return make_player(roles=[role])
         viewer = make_player(is_staff=True)
         viewer.user_permissions.set(
-            Permission.objects.filter(codename__in=["view_player", "view_lottery", "view_outboxevent"])
+            Permission.objects.filter(
+                codename__in=["view_player", "view_lottery", "view_outboxevent", "view_notification"]
+            )
         )
         return viewer
 
@@ -59,7 +63,8 @@ def test_the_shipped_groups_hold_exactly_the_roles_permissions():
 
 def test_compliance_sees_every_admin_page_but_may_change_nothing(client, staff_in):
     client.force_login(staff_in("compliance"))
-    for page in ["entries_player", "entries_ballot", "lotteries_lottery", "draws_draw", "outbox_outboxevent"]:
+    pages = ["entries_player", "entries_ballot", "lotteries_lottery", "draws_draw", "outbox_outboxevent"]
+    for page in [*pages, "notifications_notification", "core_livesetting"]:
         html = client.get(reverse(f"admin:{page}_changelist")).content.decode()
         assert 'name="action"' not in html, page  # no action to run
     assert client.get(reverse("admin:pools_poolgame_add")).status_code == 403
@@ -149,6 +154,19 @@ def _letter_state(letter: DeadLetter) -> Any:
     return letter.status, DeadLetter.objects.count()
 
 
+def _failed_sms(make_player, make_lottery, enter):
+    lottery = _due_lottery(make_player, make_lottery, enter)
+    lottery_close(lottery_id=lottery.pk, source="beat")
+    notification = Notification.objects.get(lottery=lottery, kind="winner")
+    Notification.objects.filter(pk=notification.pk).update(state="failed", attempts=5, last_error="gateway down")
+    return notification
+
+
+def _sms_state(notification: Notification) -> Any:
+    notification.refresh_from_db()
+    return notification.state, notification.attempts
+
+
 def _admin_action(model: str, action: str, **extra: str) -> Callable[..., Any]:
     def use(client: Any, subject: Any) -> Any:
         data = {"action": action, ACTION_CHECKBOX_NAME: [subject.pk], "index": "0", **extra}
@@ -179,6 +197,8 @@ DOORS = [
          _admin_action("outbox_outboxevent", "replay"), _event_state),
     Door("admin replay dead letter", {"operations"}, _dead_letter,
          _admin_action("outbox_deadletter", "replay_dead_letters"), _letter_state, needs_broker=True),
+    Door("admin resend sms", {"operations"}, _failed_sms,
+         _admin_action("notifications_notification", "resend"), _sms_state),
     Door("api close", {"operations"}, _due_lottery, _api_close(force=False), _lottery_state),
     Door("api force close", {"operations"}, _running_lottery, _api_close(force=True), _lottery_state),
 ]  # fmt: skip
@@ -230,6 +250,7 @@ def test_each_door_opens_for_its_role_only(door, role, staff_in, make_player, ma
         ),
         ("lotteries_lottery", ["close_due", "close_forced"]),
         ("outbox_outboxevent", ["replay"]),
+        ("notifications_notification", ["resend"]),
     ],
 )
 def test_a_staff_member_who_can_only_look_is_not_offered_the_actions(client, staff_in, model, actions):
@@ -269,19 +290,21 @@ def test_services_refuse_a_staff_actor_without_the_permission(role, staff_in, ma
     staff = staff_in(role)
     lottery = _due_lottery(make_player, make_lottery, enter)
     event, letter = _parked_event(), _dead_letter()
-    before = (_lottery_state(lottery), _event_state(event), _letter_state(letter))
+    sms = _failed_sms(make_player, make_lottery, enter)
+    before = (_lottery_state(lottery), _event_state(event), _letter_state(letter), _sms_state(sms))
 
     calls: list[Callable[[], Any]] = [
         lambda: lottery_close(lottery_id=lottery.pk, source="admin", actor=staff),
         lambda: replay_failed(event_ids=[event.pk], actor=staff),
         lambda: dead_letters_replay(ids=[letter.pk], actor=staff),
         lambda: stake_produce(message={"playerId": "p"}, actor=staff),
+        lambda: notification_resend(notification_id=sms.pk, actor=staff),
     ]
     for call in calls:
         with pytest.raises(PermissionDenied):
             call()
 
-    assert (_lottery_state(lottery), _event_state(event), _letter_state(letter)) == before
+    assert (_lottery_state(lottery), _event_state(event), _letter_state(letter), _sms_state(sms)) == before
 
 
 @pytest.mark.parametrize("role", ["operations", "compliance", "viewer"])

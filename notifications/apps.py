@@ -1,0 +1,23 @@
+from django.apps import AppConfig
+
+# The SMS settings staff may change in admin while workers run (core.live), with what each means.
+LIVE_SETTINGS = {
+    "SMS_FAILURE_RATE": ("share of messages the simulated gateway fails, 0 to 1", False, 0, 1),
+    "SMS_LATENCY_MIN_MS": ("the simulated gateway's shortest time per message", True, 0, None),
+    "SMS_LATENCY_MAX_MS": ("the simulated gateway's longest time per message", True, 0, None),
+    "SMS_BATCH_LATENCY_MIN_MS": ("the simulated gateway's shortest time per batch", True, 0, None),
+    "SMS_BATCH_LATENCY_MAX_MS": ("the simulated gateway's longest time per batch", True, 0, None),
+    "SMS_MAX_ATTEMPTS": ("attempts per message before it is failed", True, 1, None),
+}
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+
+    def ready(self) -> None:
+        from core import live
+        from notifications import metrics
+
+        metrics.register()
+        for name, (help_text, integer, low, high) in LIVE_SETTINGS.items():
+            live.register(name, live.number_in(low, high, integer=integer), help_text)
