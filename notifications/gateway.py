@@ -145,6 +145,12 @@ class SimulatedGateway:
 
     name = "simulated"
 
+    def deliver_inbound(self, *, from_number: str, body: str) -> bool:
+        """A player's answer arriving, as a real provider's webhook would bring it (a STOP opts them out)."""
+        from notifications.services import sms_received  # the services use the gateway
+
+        return sms_received(from_number=from_number, body=body)
+
     def _failed(self, message: OutgoingSms) -> DeliveryFailed | None:
         if random.random() >= live("SMS_FAILURE_RATE"):  # noqa: S311
             return None

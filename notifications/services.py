@@ -36,8 +36,9 @@ from core.authorization import require_permission
 from core.db import sql
 from core.live import live
 from draws.models import Draw, LotteryAward
-from entries.models import Ballot, Player
+from entries.models import Ballot, ConsentSource, Player
 from entries.phones import mask_phone
+from entries.services import sms_opt_out
 from lotteries.models import Lottery
 from notifications import metrics
 from notifications.errors import NotificationNotFailed, NotificationNotFound
@@ -515,3 +516,25 @@ def notifications_sweep(*, now: datetime | None = None, limit: int = 1000) -> in
     for lottery_id, kind in batches:
         _queue_batch(lottery_id, kind)
     return len(single_ids) + len(batches)
+
+
+# --- Inbound messages -----------------------------------------------------------
+
+# What a recipient may answer to stop the messages, as carriers and providers read it.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+
+
+def sms_received(*, from_number: str, body: str) -> bool:
+    """An SMS a player sent us, as a gateway delivers it; returns whether it opted them out.
+
+    A STOP (or any of ``STOP_WORDS``, in any case, alone in the message)
+    opts out every player on file with that number
+    (``entries.services.sms_opt_out``). Anything else is logged and kept no
+    further: the platform has no conversation to have.
+    """
+    if body.strip().upper().replace(" ", "") not in STOP_WORDS:
+        logger.info("inbound SMS ignored", extra={"from": mask_phone(from_number)})
+        return False
+    opted_out = sms_opt_out(from_number, source=ConsentSource.SMS_STOP)
+    logger.info("inbound STOP", extra={"from": mask_phone(from_number), "opted_out": opted_out})
+    return True
