@@ -38,7 +38,8 @@ def verify(modeladmin: "DrawAdmin", request: HttpRequest, queryset: QuerySet[Dra
             modeladmin.message_user(
                 request,
                 f"{draw}: MISMATCH (commitment {result.commitment_matches}, entries "
-                f"{result.entries_digest_matches}, winners {result.winners_match}).",
+                f"{result.entries_digest_matches}, winners {result.winners_match}, "
+                f"alternates {result.alternates_match}).",
                 messages.ERROR,
             )
 

@@ -120,12 +120,16 @@ class DrawDetailApi(APIView):
 class VerificationResultOutput(serializers.Serializer[Any]):
     """The server's recomputation of the draw."""
 
-    matches = serializers.BooleanField(help_text="All three checks below hold.")
+    matches = serializers.BooleanField(help_text="All four checks below hold.")
     commitment_matches = serializers.BooleanField(help_text="sha256(seed) is the published commitment.")
     entries_digest_matches = serializers.BooleanField(help_text="The sealed ballot ids hash to the entries digest.")
     winners_match = serializers.BooleanField(help_text="The algorithm picks the published winners.")
+    alternates_match = serializers.BooleanField(
+        help_text="The same shuffle, continued, picks the published alternates, in order."
+    )
     recomputed_entries_digest = serializers.CharField()
     recomputed_winning_ballot_ids = serializers.ListField(child=serializers.IntegerField())
+    recomputed_alternate_ballot_ids = serializers.ListField(child=serializers.IntegerField())
 
 
 class VerificationOutput(DrawOutput):
@@ -170,9 +174,11 @@ def _verification_json(draw: Draw, verification: DrawVerificationRecord) -> Iter
         "commitment_matches": verification.commitment_matches,
         "entries_digest_matches": verification.entries_digest_matches,
         "winners_match": verification.winners_match,
+        "alternates_match": verification.alternates_match,
         "recomputed_entries_count": verification.recomputed_entries_count,
         "recomputed_entries_digest": verification.recomputed_entries_digest,
         "recomputed_winning_ballot_ids": list(verification.recomputed_winning_ballot_ids),
+        "recomputed_alternate_ballot_ids": list(verification.recomputed_alternate_ballot_ids),
         "computed_at": serializers.DateTimeField().to_representation(verification.computed_at),
     }
     yield json.dumps(head, default=str)[:-1] + ', "ballot_ids": ['

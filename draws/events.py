@@ -42,5 +42,7 @@ def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
             "entries_digest": draw.entries_digest,
             "entries_count": draw.entries_count,
             "winning_ballot_ids": list(draw.winning_ballot_ids),
+            "alternate_ballot_ids": list(draw.alternate_ballot_ids),
+            "unawarded_quantity": draw.unawarded_quantity,
         },
     )

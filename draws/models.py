@@ -42,6 +42,11 @@ class Draw(models.Model):
     winners_count = models.PositiveIntegerField()
     # In draw order: the first is the first winner picked.
     winning_ballot_ids = ArrayField(models.BigIntegerField())
+    # Asked for after the winners, from the same shuffle; in rank order (drops; none for other kinds).
+    alternates_count = models.PositiveIntegerField(default=0)
+    alternate_ballot_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Units of the prize the draw gave no winner: fewer valid entries than the quantity.
+    unawarded_quantity = models.PositiveIntegerField(default=0)
     drawn_at = models.DateTimeField()
 
     class Meta:
@@ -60,6 +65,9 @@ DRAW_PUBLIC_FIELDS = (
     "entries_count",
     "winners_count",
     "winning_ballot_ids",
+    "alternates_count",
+    "alternate_ballot_ids",
+    "unawarded_quantity",
     "drawn_at",
 )
 
@@ -76,9 +84,11 @@ class DrawVerificationRecord(models.Model):
     commitment_matches = models.BooleanField()
     entries_digest_matches = models.BooleanField()
     winners_match = models.BooleanField()
+    alternates_match = models.BooleanField(default=True)
     recomputed_entries_count = models.PositiveIntegerField()
     recomputed_entries_digest = models.CharField(max_length=64)
     recomputed_winning_ballot_ids = ArrayField(models.BigIntegerField())
+    recomputed_alternate_ballot_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -86,7 +96,7 @@ class DrawVerificationRecord(models.Model):
 
     @property
     def matches(self) -> bool:
-        return self.commitment_matches and self.entries_digest_matches and self.winners_match
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match and self.alternates_match
 
 
 class LotteryAward(models.Model):

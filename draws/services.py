@@ -61,7 +61,12 @@ def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> Non
 
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
-    """Seal the entries, reveal the seed, pick the winners, create the awards.
+    """Seal the entries, reveal the seed, pick the winners and then the alternates, create the awards.
+
+    The winners are the first ``winners_count`` picks of the shuffle, the
+    alternates the next ``alternates_count``; with fewer valid entries than
+    that, every entrant is picked, and the units of the prize left without a
+    winner are recorded on the draw (``unawarded_quantity``).
 
     The caller holds ``SELECT ... FOR UPDATE`` on the lottery row, inside a
     transaction, with the lottery in state ``closed``: by the lock protocol
@@ -78,13 +83,14 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         return None
 
     seed = bytes(LotterySeed.objects.get(lottery=lottery).seed)
+    picks = lottery.winners_count + lottery.alternates_count
     positions = algorithm.winning_positions(
-        seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=lottery.winners_count
+        seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=picks
     )
     with connection.cursor() as cursor:
         cursor.execute(_POSITIONS_SQL, {"lottery": lottery.pk, "positions": positions})
         id_at = dict(cursor.fetchall())
-    winning_ids = [id_at[p] for p in positions]
+    winning_ids, alternate_ids = algorithm.split_picks([id_at[p] for p in positions], lottery.winners_count)
 
     draw = Draw.objects.create(
         lottery=lottery,
@@ -95,12 +101,22 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
         entries_count=entries_count,
         winners_count=lottery.winners_count,
         winning_ballot_ids=winning_ids,
+        alternates_count=lottery.alternates_count,
+        alternate_ballot_ids=alternate_ids,
+        unawarded_quantity=max(lottery.prize_quantity - len(winning_ids), 0),
         drawn_at=now,
     )
     _awards_create(lottery, draw, winning_ids)
     logger.info(
         "lottery drawn",
-        extra={"lottery_id": lottery.pk, "draw_id": draw.pk, "entries": entries_count, "winners": winning_ids},
+        extra={
+            "lottery_id": lottery.pk,
+            "draw_id": draw.pk,
+            "entries": entries_count,
+            "winners": winning_ids,
+            "alternates": alternate_ids,
+            "unawarded_quantity": draw.unawarded_quantity,
+        },
     )
     return draw
 
@@ -150,13 +166,15 @@ class DrawVerification:
     commitment_matches: bool
     entries_digest_matches: bool
     winners_match: bool
+    alternates_match: bool
     recomputed_entries_count: int
     recomputed_entries_digest: str
     recomputed_winning_ballot_ids: list[int]
+    recomputed_alternate_ballot_ids: list[int]
 
     @property
     def matches(self) -> bool:
-        return self.commitment_matches and self.entries_digest_matches and self.winners_match
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match and self.alternates_match
 
 
 def draw_verify(*, draw: Draw) -> DrawVerification:
@@ -174,19 +192,24 @@ def draw_verify(*, draw: Draw) -> DrawVerification:
         counter = _Counter()
         digest = algorithm.entries_digest(counter.count(draw_ballot_ids(draw=draw)))
         positions = algorithm.winning_positions(
-            seed=seed, entries_digest=digest, entries_count=counter.n, winners_count=draw.winners_count
+            seed=seed,
+            entries_digest=digest,
+            entries_count=counter.n,
+            winners_count=draw.winners_count + draw.alternates_count,
         )
         wanted = set(positions)
         found = {p: i for p, i in enumerate(draw_ballot_ids(draw=draw)) if p in wanted}
-    winners = [found[p] for p in positions]
+    winners, alternates = algorithm.split_picks([found[p] for p in positions], draw.winners_count)
     return DrawVerification(
         draw=draw,
         commitment_matches=algorithm.commitment(seed) == draw.seed_commitment,
         entries_digest_matches=digest == draw.entries_digest,
         winners_match=winners == list(draw.winning_ballot_ids),
+        alternates_match=alternates == list(draw.alternate_ballot_ids),
         recomputed_entries_count=counter.n,
         recomputed_entries_digest=digest,
         recomputed_winning_ballot_ids=winners,
+        recomputed_alternate_ballot_ids=alternates,
     )
 
 
@@ -213,9 +236,11 @@ def draw_verification_stored(*, draw: Draw, now: datetime | None = None) -> Draw
                 commitment_matches=result.commitment_matches,
                 entries_digest_matches=result.entries_digest_matches,
                 winners_match=result.winners_match,
+                alternates_match=result.alternates_match,
                 recomputed_entries_count=result.recomputed_entries_count,
                 recomputed_entries_digest=result.recomputed_entries_digest,
                 recomputed_winning_ballot_ids=result.recomputed_winning_ballot_ids,
+                recomputed_alternate_ballot_ids=result.recomputed_alternate_ballot_ids,
                 computed_at=now or timezone.now(),
             )
             logger.info("draw verification stored", extra={"draw_id": draw.pk, "matches": result.matches})

@@ -30,7 +30,7 @@ from entries.lockout import RETRY_AFTER_HEADER, is_locked_out, lockout_error
 from entries.models import Ballot, Player
 from entries.selectors import ballots_of_player
 from entries.services import ballot_submit
-from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
+from lotteries.errors import LotteryClosed, LotteryNotFound, LotteryNotOpen, StakeRequired
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # 1 to 255 printable ASCII characters, no space
@@ -54,6 +54,7 @@ class BallotSubmitApi(APIView):
     domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (
         PlayerBanned,
         LotteryNotFound,
+        LotteryNotOpen,
         LotteryClosed,
         StakeRequired,
         BallotLimitReached,

@@ -31,7 +31,7 @@ from entries.errors import (
 )
 from entries.events import entry_created
 from entries.models import BAN_PLAYER, UNBAN_PLAYER, Ballot, Player, PlayerBanEvent
-from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
+from lotteries.errors import LotteryClosed, LotteryNotFound, LotteryNotOpen, StakeRequired
 from lotteries.models import Lottery
 from outbox.services import publish
 
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 _SUBMIT_SQL = sql(
     """
 WITH target AS (
-    SELECT l.kind, l.state, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
+    SELECT l.kind, l.state, l.opens_at, l.closes_at, p.is_banned, p.phone_number, p.external_account_id
     FROM {Lottery} l CROSS JOIN {Player} p
     WHERE l.id = %(lottery_id)s AND p.id = %(player_id)s
     FOR SHARE OF l, p
@@ -71,12 +71,14 @@ WITH target AS (
            t.phone_number, t.external_account_id, %(rejection_reason)s::varchar, NULL,
            %(idempotency_key)s::varchar, %(now)s
     FROM target t CROSS JOIN next_slot n
-    WHERE t.kind <> {pool} AND t.state = {open} AND t.closes_at > %(now)s AND NOT t.is_banned
+    WHERE t.kind <> {pool} AND t.state = {open} AND t.opens_at <= %(now)s AND t.closes_at > %(now)s
+      AND NOT t.is_banned
       AND (%(status)s::varchar <> {valid} OR n.slot <= %(limit)s)
       AND NOT EXISTS (SELECT 1 FROM previous)
     RETURNING id, slot, created_at
 )
-SELECT t.kind, t.state, t.closes_at, t.is_banned, i.id, i.slot, i.created_at, EXISTS (SELECT 1 FROM previous)
+SELECT t.kind, t.state, t.opens_at, t.closes_at, t.is_banned, i.id, i.slot, i.created_at,
+       EXISTS (SELECT 1 FROM previous)
 FROM target t LEFT JOIN inserted i ON TRUE
 """,
     Lottery=Lottery,
@@ -112,7 +114,8 @@ def ballot_submit(
     """Enter ``player`` into a lottery, or raise the rule it breaks.
 
     Raises ``LotteryNotFound``, ``StakeRequired`` (a pool: only a stake
-    enters one), ``LotteryClosed`` (not open, or at or after
+    enters one), ``LotteryNotOpen`` (scheduled, or before ``opens_at``),
+    ``LotteryClosed`` (closed, drawn or cancelled, or at or after
     ``closes_at``), ``PlayerBanned``, ``BallotLimitReached``,
     ``IdempotencyKeyReused`` and, after storing a ``rejected`` ballot,
     ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
@@ -240,13 +243,15 @@ def _outcome(
 ) -> Ballot:
     if row is None:
         raise LotteryNotFound(details={"lottery_id": lottery_id})
-    kind, state, closes_at, is_banned, ballot_id, slot, created_at, _replayed = row
+    kind, state, opens_at, closes_at, is_banned, ballot_id, slot, created_at, _replayed = row
     if kind == Lottery.Kind.POOL:
         raise StakeRequired(details={"lottery_id": lottery_id})
     if is_banned:
         logger.info("ballot refused: player banned", extra={"lottery_id": lottery_id, "player_id": player.pk})
         raise PlayerBanned()
-    if state != "open" or closes_at <= now:
+    if state == Lottery.State.SCHEDULED or (state == Lottery.State.OPEN and opens_at > now):
+        raise LotteryNotOpen(details={"lottery_id": lottery_id, "state": state, "opens_at": opens_at.isoformat()})
+    if state != Lottery.State.OPEN or closes_at <= now:
         raise LotteryClosed(details={"lottery_id": lottery_id, "state": state, "closes_at": closes_at.isoformat()})
     if ballot_id is None:
         raise BallotLimitReached(details={"lottery_id": lottery_id, "limit": params["limit"]})

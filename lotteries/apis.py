@@ -34,14 +34,22 @@ class LotteryFilter(StrictFilterSet):
 class LotteryOutput(serializers.ModelSerializer[Lottery]):
     ballot_count = serializers.IntegerField(source="valid_ballots", help_text="Valid ballots.")
     draw_id = serializers.SerializerMethodField()
+    unawarded_quantity = serializers.SerializerMethodField(
+        help_text="Units of the prize the draw left without a winner (fewer valid entries than the quantity); "
+        "null before the draw."
+    )
 
     class Meta:
         model = Lottery
-        fields = ["id", *LOTTERY_PUBLIC_FIELDS, "ballot_count", "draw_id"]
+        fields = ["id", *LOTTERY_PUBLIC_FIELDS, "ballot_count", "draw_id", "unawarded_quantity"]
 
     def get_draw_id(self, lottery: Lottery) -> int | None:
         draw = getattr(lottery, "draw", None)
         return draw.pk if draw is not None else None
+
+    def get_unawarded_quantity(self, lottery: Lottery) -> int | None:
+        draw = getattr(lottery, "draw", None)
+        return draw.unawarded_quantity if draw is not None else None
 
 
 class TransitionOutput(serializers.ModelSerializer[LotteryTransition]):

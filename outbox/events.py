@@ -24,6 +24,7 @@ class Route:
 
 
 AWARD_CREATED = "AwardCreated"
+LOTTERY_SCHEDULED = "LotteryScheduled"
 LOTTERY_OPENED = "LotteryOpened"
 LOTTERY_CLOSED = "LotteryClosed"
 LOTTERY_DRAWN = "LotteryDrawn"
@@ -36,6 +37,7 @@ ENTRY_TOPIC = "lottery.v1.entry"
 
 ROUTES: dict[str, Route] = {
     AWARD_CREATED: Route(AWARD_TOPIC, "lotteryAwardCreated"),
+    LOTTERY_SCHEDULED: Route(LIFECYCLE_TOPIC, "lotteryScheduled"),
     LOTTERY_OPENED: Route(LIFECYCLE_TOPIC, "lotteryOpened"),
     LOTTERY_CLOSED: Route(LIFECYCLE_TOPIC, "lotteryClosed"),
     LOTTERY_DRAWN: Route(LIFECYCLE_TOPIC, "lotteryDrawn"),

@@ -394,7 +394,7 @@ def test_filters_document_their_formats(document):
     for name in ("date", "date_from", "date_to"):
         assert lotteries[name]["schema"] == {"type": "string", "format": "date"}, name
     assert set(lotteries["kind"]["schema"]["enum"]) == {"daily", "drop", "pool"}
-    assert set(lotteries["state"]["schema"]["enum"]) == {"open", "closed", "drawn", "cancelled"}
+    assert set(lotteries["state"]["schema"]["enum"]) == {"scheduled", "open", "closed", "drawn", "cancelled"}
     assert winners["date"]["schema"] == {"type": "string", "format": "date"}
     assert winners["date"]["required"] is True
     assert ballots["lottery"]["schema"]["type"] == "integer"
