@@ -7,7 +7,9 @@ matching domain error. An accepted ballot's LotteryEntryCreated event is
 written in the same transaction.
 """
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -310,6 +312,11 @@ FOR SHARE
 )
 
 
+# What else a ban ends, after its commit: the draws floor registers the forfeit of the player's unclaimed
+# drop awards (draws.apps). A hook that fails is logged; beat's forfeit sweep catches up within a minute.
+ON_BAN: list[Callable[[int], None]] = []
+
+
 def player_ban(*, player_id: int, reason: str, actor: AbstractUser | None) -> PlayerBanEvent | None:
     """Ban a player and void their valid ballots in lotteries not yet drawn.
 
@@ -344,6 +351,8 @@ def player_ban(*, player_id: int, reason: str, actor: AbstractUser | None) -> Pl
             actor_id=actor_id(actor),
             voided_ballots=voided,
         )
+        for hook in ON_BAN:
+            transaction.on_commit(functools.partial(hook, player_id), robust=True)
     logger.info("player banned", extra={"player_id": player_id, "voided_ballots": voided})
     return event
 

@@ -61,10 +61,16 @@ class TransitionOutput(serializers.ModelSerializer[LotteryTransition]):
 
 
 class LotteryWinnerOutput(serializers.Serializer[Any]):
+    award_id = serializers.IntegerField(source="id")
     rank = serializers.IntegerField()
     ballot_id = serializers.IntegerField()
     player = serializers.CharField(source="player.public_name")
     prize = serializers.CharField()
+    status = serializers.CharField(help_text="played_out (awarded), claimed, or forfeited (with its reason).")
+    forfeit_reason = serializers.CharField(help_text="unclaimed or banned, for a forfeited award; else empty.")
+    promotes_award_id = serializers.IntegerField(
+        source="promoted_from_id", allow_null=True, help_text="A promoted alternate's: the forfeited award it replaces."
+    )
 
 
 class LotteryDetailOutput(LotteryOutput):

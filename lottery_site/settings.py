@@ -216,6 +216,9 @@ MAX_BALLOTS_PER_PLAYER = env_int("MAX_BALLOTS_PER_PLAYER", 1, minimum=1)
 # Celery broker's visibility timeout (Redis: 3600 s), past which a waiting
 # eta task would be delivered a second time.
 LOTTERY_TIMER_HORIZON_SECONDS = env_int("LOTTERY_TIMER_HORIZON_SECONDS", 900, minimum=60)
+# A drop's winner claims the award within this long of the draw (POST /api/v1/awards/{id}/claim), or it is
+# forfeited and the draw's next alternate promoted.
+DROP_CLAIM_SECONDS = env_int("DROP_CLAIM_SECONDS", 86400, minimum=1)
 # Internal tokens: one per purpose (the door a service may use without a staff
 # account), each with a current and a next value so it can be rotated without
 # downtime. Unset values disable that door for services; staff with the
@@ -329,6 +332,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbox.tasks.relay_outbox",
         "schedule": float(OUTBOX_SWEEP_SECONDS),
         "options": {"expires": float(OUTBOX_SWEEP_SECONDS)},
+    },
+    # Forfeits drop awards unclaimed after DROP_CLAIM_SECONDS or whose winner was banned; promotes alternates.
+    "forfeit-awards": {
+        "task": "draws.tasks.forfeit_awards",
+        "schedule": crontab(minute="*"),
     },
     # Cancels pools still short of players after POOL_MAX_WAIT_SECONDS.
     "expire-pools": {
