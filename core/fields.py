@@ -76,6 +76,15 @@ class QueryIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only (DRF's IntegerField also takes ``"3"``, ``3.0`` and ``true``)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class IsoDateField(serializers.DateField):
     """A date as ``YYYY-MM-DD`` (OpenAPI's ``format: date``) only."""
 

@@ -17,11 +17,20 @@ def _win_sum(award: LotteryAward) -> str | None:
 
 # What an award gave and when, as every award list here ends (the win sum through ``win_sum_shown``).
 AWARD_OUTCOME_FIELDS = ("prize", "win_sum_shown", "currency", "status", "created_at")
+# A drop's award: its claim window, and why it was forfeited or whom it replaces.
+AWARD_CLAIM_FIELDS = (
+    "claim_deadline",
+    "claimed_at",
+    "forfeited_at",
+    "forfeit_reason",
+    "promoted_from",
+    "alternate_rank",
+)
 
 
 class AwardInline(ReadOnlyInline[LotteryAward, Draw]):
     model = LotteryAward
-    fields = ("rank", "ballot", "player", *AWARD_OUTCOME_FIELDS)
+    fields = ("rank", "ballot", "player", *AWARD_OUTCOME_FIELDS, "forfeit_reason", "promoted_from")
 
     @admin.display(description="win sum")
     def win_sum_shown(self, award: LotteryAward) -> str | None:
@@ -38,7 +47,8 @@ def verify(modeladmin: "DrawAdmin", request: HttpRequest, queryset: QuerySet[Dra
             modeladmin.message_user(
                 request,
                 f"{draw}: MISMATCH (commitment {result.commitment_matches}, entries "
-                f"{result.entries_digest_matches}, winners {result.winners_match}).",
+                f"{result.entries_digest_matches}, winners {result.winners_match}, "
+                f"alternates {result.alternates_match}).",
                 messages.ERROR,
             )
 
@@ -75,11 +85,28 @@ class DrawAdmin(ReadOnlyAdmin):
 
 @admin.register(LotteryAward)
 class LotteryAwardAdmin(ReadOnlyAdmin):
-    list_display = ["id", "lottery", "rank", "player", "ballot", *AWARD_OUTCOME_FIELDS]
-    list_filter = ["status"]
+    list_display = [
+        "id",
+        "lottery",
+        "rank",
+        "player",
+        "ballot",
+        *AWARD_OUTCOME_FIELDS,
+        "forfeit_reason",
+        "promoted_from",
+    ]
+    list_filter = ["status", "forfeit_reason"]
     search_fields = ["=id", "=lottery__id", "player__username"]
     list_select_related = ["lottery", "player", "ballot"]
-    fields = readonly_fields = ("lottery", "draw", "ballot", "player", "rank", *AWARD_OUTCOME_FIELDS)
+    fields = readonly_fields = (
+        "lottery",
+        "draw",
+        "ballot",
+        "player",
+        "rank",
+        *AWARD_OUTCOME_FIELDS,
+        *AWARD_CLAIM_FIELDS,
+    )
 
     @admin.display(description="win sum", ordering="win_sum")
     def win_sum_shown(self, award: LotteryAward) -> str | None:

@@ -8,6 +8,9 @@ Inputs
     commitment      ``sha256(seed)`` hex, published when the lottery opens.
     ballot ids      the valid ballot ids of the lottery, strictly ascending.
     winners_count   k, how many winners to pick (capped at the entry count).
+    alternates_count
+                    a, how many ranked alternates to pick after them (0 but for
+                    drops; capped at what the entries leave).
 
 Steps
     1. ``entries_digest = sha256(id_1 || id_2 || ... || id_n)``, each id as
@@ -22,6 +25,10 @@ Steps
        ``i`` in ``0 .. k-1``, ``j = i + uniform(n - i)``, swap positions ``i``
        and ``j``; the winner of rank ``i + 1`` is the ballot at position ``i``
        after the swap. Only swapped positions are stored, so memory is O(k).
+    5. Alternates continue the same shuffle: for ``i`` in ``k .. k+a-1``, the
+       same step gives the alternate of rank ``i - k + 1``. So the first ``k``
+       positions are those a draw of ``k`` alone picks, and the alternates are
+       as verifiable as the winners.
 
 Binding the stream to the entries digest means the seed (fixed before any
 ballot) and the sealed list (fixed before the seed is revealed) together
@@ -86,7 +93,10 @@ def _uniform(stream: Iterator[int], bound: int) -> int:
 
 
 def winning_positions(*, seed: bytes, entries_digest: str, entries_count: int, winners_count: int) -> list[int]:
-    """Positions (0-based, into the ascending id list) of the winners, in rank order."""
+    """Positions (0-based, into the ascending id list) of the first ``winners_count`` picks, in rank order.
+
+    Ask for winners plus alternates: the first ``k`` are the winners, the rest the alternates in order.
+    """
     if entries_count < 0 or winners_count < 1:
         raise ValueError("entries_count must be >= 0 and winners_count >= 1")
     stream = _random_stream(seed, bytes.fromhex(entries_digest))
@@ -105,15 +115,22 @@ class DrawResult:
     entries_digest: str
     entries_count: int
     winning_ballot_ids: list[int]
+    alternate_ballot_ids: list[int]
 
 
-def draw(*, seed: bytes, ballot_ids: Sequence[int], winners_count: int) -> DrawResult:
+def split_picks(picks: Sequence[int], winners_count: int) -> tuple[list[int], list[int]]:
+    """The ranked picks of a draw as (winners, alternates): the first ``winners_count``, then the rest."""
+    return list(picks[:winners_count]), list(picks[winners_count:])
+
+
+def draw(*, seed: bytes, ballot_ids: Sequence[int], winners_count: int, alternates_count: int = 0) -> DrawResult:
     """The whole draw over an in-memory list: the reference the database path must match."""
     digest = entries_digest(ballot_ids)
     positions = winning_positions(
-        seed=seed, entries_digest=digest, entries_count=len(ballot_ids), winners_count=winners_count
+        seed=seed, entries_digest=digest, entries_count=len(ballot_ids), winners_count=winners_count + alternates_count
     )
-    return DrawResult(digest, len(ballot_ids), [ballot_ids[p] for p in positions])
+    winners, alternates = split_picks([ballot_ids[p] for p in positions], winners_count)
+    return DrawResult(digest, len(ballot_ids), winners, alternates)
 
 
 @dataclass(frozen=True)
@@ -121,10 +138,11 @@ class Verification:
     commitment_matches: bool
     entries_digest_matches: bool
     winners_match: bool
+    alternates_match: bool
 
     @property
     def matches(self) -> bool:
-        return self.commitment_matches and self.entries_digest_matches and self.winners_match
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match and self.alternates_match
 
 
 def verify(
@@ -135,12 +153,15 @@ def verify(
     winners_count: int,
     entries_digest_claimed: str,
     winning_ballot_ids_claimed: Sequence[int],
+    alternates_count: int = 0,
+    alternate_ballot_ids_claimed: Sequence[int] = (),
 ) -> Verification:
     """Recompute a draw from its public record and compare every part."""
     seed = bytes.fromhex(seed_hex)
-    result = draw(seed=seed, ballot_ids=ballot_ids, winners_count=winners_count)
+    result = draw(seed=seed, ballot_ids=ballot_ids, winners_count=winners_count, alternates_count=alternates_count)
     return Verification(
         commitment_matches=hmac.compare_digest(commitment(seed), seed_commitment),
         entries_digest_matches=result.entries_digest == entries_digest_claimed,
         winners_match=result.winning_ballot_ids == list(winning_ballot_ids_claimed),
+        alternates_match=result.alternate_ballot_ids == list(alternate_ballot_ids_claimed),
     )

@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
@@ -20,10 +20,12 @@ from rest_framework.views import APIView
 from core.errors import ApplicationError
 from core.fields import IsoDateField, MoneyField
 from core.throttling import AddressScopedRateThrottle
-from draws.errors import DrawNotFound
+from draws.errors import AwardNotClaimable, AwardNotFound, DrawNotFound
 from draws.models import DRAW_PUBLIC_FIELDS, Draw, DrawVerificationRecord, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get
-from draws.services import draw_ballot_ids, draw_verification_stored
+from draws.services import award_claim, draw_ballot_ids, draw_verification_stored
+from entries.errors import PlayerBanned
+from entries.models import Player
 from lotteries.errors import LotteryNotFound
 from lotteries.selectors import lottery_exists
 
@@ -40,6 +42,9 @@ class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
     player = serializers.CharField(source="player.public_name")
     win_sum = MoneyField(currency_source="currency", allow_null=True)
     awarded_at = serializers.DateTimeField(source="created_at")
+    promotes_award_id = serializers.IntegerField(
+        source="promoted_from_id", allow_null=True, help_text="A promoted alternate's: the forfeited award it replaces."
+    )
 
     class Meta:
         model = LotteryAward
@@ -57,6 +62,12 @@ class WinnerOutput(serializers.ModelSerializer[LotteryAward]):
             "currency",
             "status",
             "awarded_at",
+            "claim_deadline",
+            "claimed_at",
+            "forfeited_at",
+            "forfeit_reason",
+            "promotes_award_id",
+            "alternate_rank",
         ]
 
 
@@ -81,6 +92,24 @@ class WinnersOfDayApi(ListAPIView[LotteryAward]):
         filters = self.FilterInput(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         return awards_of_day(day=filters.validated_data["date"])
+
+
+class AwardClaimApi(APIView):
+    """Claim a drop's award: by its winner, before its `claim_deadline` (DROP_CLAIM_SECONDS after the draw).
+
+    An award left unclaimed, or whose winner is banned first, is forfeited and
+    the draw's next alternate gets one of the same rank. Claiming twice
+    returns the claimed award.
+    """
+
+    permission_classes = [IsAuthenticated]
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (AwardNotFound, AwardNotClaimable, PlayerBanned)
+
+    @extend_schema(request=None, responses={200: WinnerOutput})
+    def post(self, request: Request, award_id: int) -> Response:
+        assert isinstance(request.user, Player)
+        award = award_claim(award_id=award_id, player=request.user)
+        return Response(WinnerOutput(awards_of_lottery(lottery_id=award.lottery_id).get(pk=award.pk)).data)
 
 
 class LotteryWinnersApi(ListAPIView[LotteryAward]):
@@ -120,12 +149,16 @@ class DrawDetailApi(APIView):
 class VerificationResultOutput(serializers.Serializer[Any]):
     """The server's recomputation of the draw."""
 
-    matches = serializers.BooleanField(help_text="All three checks below hold.")
+    matches = serializers.BooleanField(help_text="All four checks below hold.")
     commitment_matches = serializers.BooleanField(help_text="sha256(seed) is the published commitment.")
     entries_digest_matches = serializers.BooleanField(help_text="The sealed ballot ids hash to the entries digest.")
     winners_match = serializers.BooleanField(help_text="The algorithm picks the published winners.")
+    alternates_match = serializers.BooleanField(
+        help_text="The same shuffle, continued, picks the published alternates, in order."
+    )
     recomputed_entries_digest = serializers.CharField()
     recomputed_winning_ballot_ids = serializers.ListField(child=serializers.IntegerField())
+    recomputed_alternate_ballot_ids = serializers.ListField(child=serializers.IntegerField())
 
 
 class VerificationOutput(DrawOutput):
@@ -170,9 +203,11 @@ def _verification_json(draw: Draw, verification: DrawVerificationRecord) -> Iter
         "commitment_matches": verification.commitment_matches,
         "entries_digest_matches": verification.entries_digest_matches,
         "winners_match": verification.winners_match,
+        "alternates_match": verification.alternates_match,
         "recomputed_entries_count": verification.recomputed_entries_count,
         "recomputed_entries_digest": verification.recomputed_entries_digest,
         "recomputed_winning_ballot_ids": list(verification.recomputed_winning_ballot_ids),
+        "recomputed_alternate_ballot_ids": list(verification.recomputed_alternate_ballot_ids),
         "computed_at": serializers.DateTimeField().to_representation(verification.computed_at),
     }
     yield json.dumps(head, default=str)[:-1] + ', "ballot_ids": ['

@@ -9,6 +9,7 @@ from outbox.events import DomainEvent
 
 
 def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -> DomainEvent:
+    """A new award: a winner's, or a promoted alternate's (``promotes_award_id`` names the forfeited award)."""
     return DomainEvent(
         type=events.AWARD_CREATED,
         aggregate_type="lottery",
@@ -26,6 +27,26 @@ def award_created(award: LotteryAward, *, draw: Draw, player_external_id: str) -
             "status": award.status,
             "draw_id": draw.pk,
             "entries_digest": draw.entries_digest,
+            "claim_deadline": None if award.claim_deadline is None else award.claim_deadline.isoformat(),
+            "promotes_award_id": award.promoted_from_id,
+            "alternate_rank": award.alternate_rank,
+        },
+    )
+
+
+def award_forfeited(award: LotteryAward, *, promoted: LotteryAward | None) -> DomainEvent:
+    """A drop's award forfeited (not claimed in time, or its winner banned), and the award that replaced it."""
+    return lottery_event(
+        events.AWARD_FORFEITED,
+        award.lottery,
+        {
+            "award_id": award.pk,
+            "player_id": award.player_id,
+            "rank": award.rank,
+            "reason": award.forfeit_reason,
+            "forfeited_at": award.forfeited_at.isoformat() if award.forfeited_at else None,
+            "draw_id": award.draw_id,
+            "promoted_award_id": promoted.pk if promoted is not None else None,
         },
     )
 
@@ -42,5 +63,7 @@ def lottery_drawn(lottery: Lottery, *, draw: Draw, source: str) -> DomainEvent:
             "entries_digest": draw.entries_digest,
             "entries_count": draw.entries_count,
             "winning_ballot_ids": list(draw.winning_ballot_ids),
+            "alternate_ballot_ids": list(draw.alternate_ballot_ids),
+            "unawarded_quantity": draw.unawarded_quantity,
         },
     )

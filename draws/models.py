@@ -42,6 +42,11 @@ class Draw(models.Model):
     winners_count = models.PositiveIntegerField()
     # In draw order: the first is the first winner picked.
     winning_ballot_ids = ArrayField(models.BigIntegerField())
+    # Asked for after the winners, from the same shuffle; in rank order (drops; none for other kinds).
+    alternates_count = models.PositiveIntegerField(default=0)
+    alternate_ballot_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Units of the prize the draw gave no winner: fewer valid entries than the quantity.
+    unawarded_quantity = models.PositiveIntegerField(default=0)
     drawn_at = models.DateTimeField()
 
     class Meta:
@@ -60,6 +65,9 @@ DRAW_PUBLIC_FIELDS = (
     "entries_count",
     "winners_count",
     "winning_ballot_ids",
+    "alternates_count",
+    "alternate_ballot_ids",
+    "unawarded_quantity",
     "drawn_at",
 )
 
@@ -76,9 +84,11 @@ class DrawVerificationRecord(models.Model):
     commitment_matches = models.BooleanField()
     entries_digest_matches = models.BooleanField()
     winners_match = models.BooleanField()
+    alternates_match = models.BooleanField(default=True)
     recomputed_entries_count = models.PositiveIntegerField()
     recomputed_entries_digest = models.CharField(max_length=64)
     recomputed_winning_ballot_ids = ArrayField(models.BigIntegerField())
+    recomputed_alternate_ballot_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -86,12 +96,22 @@ class DrawVerificationRecord(models.Model):
 
     @property
     def matches(self) -> bool:
-        return self.commitment_matches and self.entries_digest_matches and self.winners_match
+        return self.commitment_matches and self.entries_digest_matches and self.winners_match and self.alternates_match
 
 
 class LotteryAward(models.Model):
+    """A winner's award. A drop's must be claimed by its winner before ``claim_deadline``; one unclaimed
+    by then, or whose winner is banned first, is forfeited with its reason, and the draw's next alternate
+    gets an award of the same rank (``promoted_from`` names the forfeited one)."""
+
     class Status(models.TextChoices):
-        PLAYED_OUT = "played_out"
+        PLAYED_OUT = "played_out"  # awarded (a drop's: waiting for its claim)
+        CLAIMED = "claimed"
+        FORFEITED = "forfeited"
+
+    class ForfeitReason(models.TextChoices):
+        UNCLAIMED = "unclaimed", "not claimed in time"
+        BANNED = "banned", "winner banned before claiming"
 
     id = models.BigAutoField(primary_key=True)
     lottery = models.ForeignKey("lotteries.Lottery", on_delete=models.PROTECT, related_name="awards")
@@ -103,12 +123,32 @@ class LotteryAward(models.Model):
     win_sum = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLAYED_OUT)
+    # Drops: the claim window, and what became of the award.
+    claim_deadline = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    forfeited_at = models.DateTimeField(null=True, blank=True)
+    forfeit_reason = models.CharField(max_length=16, choices=ForfeitReason.choices, blank=True, default="")
+    # A promoted alternate's award: the forfeited award it replaces, and its place among the draw's alternates.
+    promoted_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promoted_to"
+    )
+    alternate_rank = models.PositiveIntegerField(null=True, blank=True, help_text="1 for the draw's first alternate.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["lottery", "rank"]
+        ordering = ["lottery", "rank", "id"]
         constraints = [
-            models.UniqueConstraint(name="award_rank_unique_per_draw", fields=["draw", "rank"]),
+            # One standing award per rank: a forfeited one gives its rank to the promoted alternate.
+            models.UniqueConstraint(
+                name="award_rank_unique_per_draw",
+                fields=["draw", "rank"],
+                condition=~models.Q(status="forfeited"),
+            ),
+            models.CheckConstraint(
+                name="award_forfeited_with_reason",
+                condition=models.Q(status="forfeited", forfeited_at__isnull=False) & ~models.Q(forfeit_reason="")
+                | ~models.Q(status="forfeited") & models.Q(forfeit_reason=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -35,7 +35,7 @@ from entries.models import OPT_IN_SOURCES, OPT_OUT_SOURCES, Ballot, Player
 from entries.phones import mask_phone
 from entries.selectors import ballots_of_player, player_as_stored
 from entries.services import ballot_submit, my_notifications_set
-from lotteries.errors import LotteryClosed, LotteryNotFound, StakeRequired
+from lotteries.errors import LotteryClosed, LotteryNotFound, LotteryNotOpen, StakeRequired
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # 1 to 255 printable ASCII characters, no space
@@ -59,6 +59,7 @@ class BallotSubmitApi(APIView):
     domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (
         PlayerBanned,
         LotteryNotFound,
+        LotteryNotOpen,
         LotteryClosed,
         StakeRequired,
         BallotLimitReached,

@@ -8,10 +8,10 @@ database's groups match it, so a change here needs a migration beside it.
 - **support** answers players: sees players, ballots, stakes, lotteries and
   draws, bans and unbans, records a player's SMS opt-in or opt-out given to
   staff, and lifts a login lock-out (deletes its access attempt).
-- **operations** runs the platform: closes lotteries (and forces an early
-  close), replays parked outbox events and dead letters, produces test
-  stakes, sets the pool games' terms, sends failed SMS again, and sets
-  the live settings (``core.live``: the SMS gateway's).
+- **operations** runs the platform: creates drops, closes lotteries (and
+  forces an early close), replays parked outbox events and dead letters,
+  produces test stakes, sets the pool games' terms, sends failed SMS again,
+  and sets the live settings (``core.live``: the SMS gateway's).
 - **compliance** audits: sees everything staff can see, changes nothing.
 
 Nobody but a superuser sees API tokens or the lotteries' secret seeds, or
@@ -71,6 +71,7 @@ ROLES: dict[str, list[str]] = {
         "pools.view_stake",
         "lotteries.close_lottery",
         "lotteries.force_close_lottery",
+        "lotteries.create_drop",
         "pools.add_poolgame",
         "pools.change_poolgame",
         "outbox.replay_outbox_event",

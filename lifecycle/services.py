@@ -25,19 +25,22 @@ from draws import algorithm
 from draws.events import lottery_drawn
 from draws.models import Draw
 from draws.services import draw_run, seeds_store
+from entries.selectors import players_opted_in_to_sms
 from lotteries import events as lottery_events
-from lotteries.errors import LotteryNotDue, LotteryNotFound
+from lotteries.errors import LotteryNotDue, LotteryNotFound, LotteryNotOpen
 from lotteries.events import RefundStake
-from lotteries.models import CLOSE_LOTTERY, FORCE_CLOSE_LOTTERY, Lottery, TransitionSource
+from lotteries.models import CLOSE_LOTTERY, CREATE_DROP, FORCE_CLOSE_LOTTERY, Lottery, TransitionSource
 from lotteries.services import (
     day_bounds,
+    drop_new,
     lottery_new,
     lottery_today,
     lottery_transition,
     transition_row,
     transitions_record,
 )
-from notifications.services import draw_notifications_create
+from notifications.messages import drop_opening_body
+from notifications.services import broadcast_create, draw_notifications_create
 from outbox.events import DomainEvent
 from outbox.services import publish
 
@@ -75,10 +78,12 @@ def lotteries_open(
     exist; its commitment is stored on the lottery and published; the seed
     stays secret until the draw. Runs in the caller's transaction.
 
-    A lottery is stored in the state its instance holds: ``open``, or
-    ``closed`` for a pool that the batch opening it also filled (one open
-    pool per game and currency is checked at each row); that caller records
-    the close.
+    A lottery is stored in the state its instance holds: ``open``,
+    ``scheduled`` when its window starts later (it publishes
+    LotteryScheduled now, with the same commitment, and LotteryOpened when
+    ``scheduled_lottery_open`` opens it), or ``closed`` for a pool that the
+    batch opening it also filled (one open pool per game and currency is
+    checked at each row); that caller records the close.
 
     With ``defer``, the transitions and events are returned instead of
     written, for a caller that writes them with its own in one statement
@@ -96,16 +101,31 @@ def lotteries_open(
     opened = Opened(
         transitions=[
             transition_row(
-                lottery_id=lottery.pk, from_state="", to_state=Lottery.State.OPEN, source=source, actor=actor, now=now
+                lottery_id=lottery.pk,
+                from_state="",
+                to_state=_first_state(lottery),
+                source=source,
+                actor=actor,
+                now=now,
             )
             for lottery in lotteries
         ],
-        events=[lottery_events.lottery_opened(lottery) for lottery in lotteries],
+        events=[
+            lottery_events.lottery_scheduled(lottery)
+            if lottery.state == Lottery.State.SCHEDULED
+            else lottery_events.lottery_opened(lottery)
+            for lottery in lotteries
+        ],
     )
     if not defer:
         transitions_record(opened.transitions)
         publish(*opened.events)
     return opened
+
+
+def _first_state(lottery: Lottery) -> str:
+    """The state a new lottery enters first: ``scheduled``, or ``open`` (a pool stored closed opened first)."""
+    return Lottery.State.SCHEDULED if lottery.state == Lottery.State.SCHEDULED else Lottery.State.OPEN
 
 
 def lottery_open(
@@ -117,10 +137,12 @@ def lottery_open(
     closes_at: datetime,
     prize: str,
     winners_count: int = 1,
+    alternates_count: int = 0,
+    prize_quantity: int | None = None,
     source: str = TransitionSource.SYSTEM,
     actor: AbstractUser | None = None,
 ) -> Lottery:
-    """Create an open lottery and publish its seed commitment."""
+    """Create a lottery (open, or scheduled until ``opens_at``) and publish its seed commitment."""
     now = timezone.now()
     lottery = lottery_new(
         kind=kind,
@@ -130,6 +152,8 @@ def lottery_open(
         closes_at=closes_at,
         prize=prize,
         winners_count=winners_count,
+        alternates_count=alternates_count,
+        prize_quantity=prize_quantity,
         now=now,
     )
     with transaction.atomic():
@@ -160,6 +184,103 @@ def daily_lottery_open(*, day: date | None = None, source: str = TransitionSourc
         return Lottery.objects.get(kind=Lottery.Kind.DAILY, day=day)
 
 
+# --- Drops ---------------------------------------------------------------------
+
+
+def drop_create(
+    *,
+    title: str,
+    prize: str,
+    prize_quantity: int,
+    opens_at: datetime,
+    closes_at: datetime,
+    winners_count: int | None = None,
+    alternates_count: int = 0,
+    source: str,
+    actor: AbstractUser | None = None,
+    now: datetime | None = None,
+) -> Lottery:
+    """Create a drop (``drop_new``'s rules): open now, or ``scheduled`` until ``opens_at``.
+
+    It is stored like every lottery (``lotteries_open``: seed, commitment,
+    first transition, LotteryOpened or LotteryScheduled). After the commit
+    its timer is queued for the moment it opens or closes
+    (``lifecycle.tasks.lottery_timers_arm``), so it opens and closes within
+    seconds of its window; beat's sweeps are the safety net. A staff
+    ``actor`` needs ``create_drop``; ``None`` is the platform (the command,
+    the drops token).
+    """
+    require_permission(actor, CREATE_DROP)
+    now = now or timezone.now()
+    lottery = drop_new(
+        title=title,
+        prize=prize,
+        prize_quantity=prize_quantity,
+        opens_at=opens_at,
+        closes_at=closes_at,
+        winners_count=winners_count,
+        alternates_count=alternates_count,
+        now=now,
+    )
+    with transaction.atomic():
+        lotteries_open([lottery], source=source, actor=actor, now=now)
+        if lottery.state == Lottery.State.OPEN:
+            _drop_announce(lottery, now=now)
+        transaction.on_commit(lambda: _timers_arm([lottery]), robust=True)
+    logger.info(
+        "drop created",
+        extra={
+            "lottery_id": lottery.pk,
+            "state": lottery.state,
+            "opens_at": opens_at.isoformat(),
+            "closes_at": closes_at.isoformat(),
+            "prize_quantity": lottery.prize_quantity,
+        },
+    )
+    return lottery
+
+
+@dataclass(frozen=True)
+class OpenOutcome:
+    lottery: Lottery
+    changed: bool  # False: not scheduled any more, or its opens_at is still ahead; nothing was done
+
+
+def scheduled_lottery_open(*, lottery_id: int, source: str, now: datetime | None = None) -> OpenOutcome:
+    """Open a scheduled lottery whose ``opens_at`` has come: scheduled -> open, with LotteryOpened.
+
+    Takes the lottery row with ``SELECT ... FOR UPDATE``, so two openers
+    (its timer, beat's sweep) open it once. Idempotent: a lottery no longer
+    scheduled, or whose ``opens_at`` is still ahead, is returned unchanged.
+    After the commit its closing timer is queued.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        lottery = Lottery.objects.select_for_update().filter(pk=lottery_id).first()
+        if lottery is None:
+            raise LotteryNotFound(details={"lottery_id": lottery_id})
+        if lottery.state != Lottery.State.SCHEDULED or now < lottery.opens_at:
+            return OpenOutcome(lottery=lottery, changed=False)
+        lottery_transition(lottery, Lottery.State.OPEN, source=source, actor=None, now=now)
+        publish(lottery_events.lottery_opened(lottery))
+        if lottery.kind == Lottery.Kind.DROP:
+            _drop_announce(lottery, now=now)
+        transaction.on_commit(lambda: _timers_arm([lottery]), robust=True)
+    logger.info("lottery opened on schedule", extra={"lottery_id": lottery.pk, "source": source})
+    return OpenOutcome(lottery=lottery, changed=True)
+
+
+def _drop_announce(drop: Lottery, *, now: datetime) -> None:
+    """At a drop's opening, in its transaction: one SMS to every player who opted in to drop announcements."""
+    broadcast_create(lottery=drop, players=players_opted_in_to_sms(), body=drop_opening_body(drop), now=now)
+
+
+def _timers_arm(lotteries: Sequence[Lottery]) -> None:
+    from lifecycle.tasks import lottery_timers_arm  # the tasks import these services
+
+    lottery_timers_arm(lotteries)
+
+
 # --- Closing and drawing --------------------------------------------------------
 
 
@@ -176,6 +297,7 @@ class CloseStep(StrEnum):
     CLOSE_AND_DRAW = "close and draw"
     DRAW = "draw"  # left closed by an earlier failure, or a full pool
     REFUSE_NOT_DUE = "refuse (window not ended; force to close)"
+    REFUSE_NOT_OPEN = "refuse (scheduled: its window has not started)"
     NOTHING = "nothing to do"  # already drawn or cancelled
 
 
@@ -183,6 +305,8 @@ def close_step(lottery: Lottery, *, now: datetime, force: bool) -> CloseStep:
     """The one decision behind ``lottery_close`` and the close command's ``--dry-run``."""
     if lottery.state in (Lottery.State.DRAWN, Lottery.State.CANCELLED):
         return CloseStep.NOTHING
+    if lottery.state == Lottery.State.SCHEDULED:
+        return CloseStep.REFUSE_NOT_OPEN
     if lottery.state == Lottery.State.OPEN:
         return CloseStep.CLOSE_AND_DRAW if force or now >= lottery.closes_at else CloseStep.REFUSE_NOT_DUE
     return CloseStep.DRAW
@@ -202,7 +326,8 @@ def lottery_close(
     transaction. Open -> closed -> drawn (or cancelled with no valid ballot,
     its stakes refunded if it had any); a lottery left ``closed`` by an
     earlier failure, or by a pool's fill, is drawn. Before ``closes_at`` the
-    close is refused unless ``force`` (recorded on the transition).
+    close is refused unless ``force`` (recorded on the transition); a
+    scheduled lottery is refused (``lottery_not_open``), forced or not.
     Idempotent: an already drawn or cancelled lottery is returned unchanged.
     The draw's SMS are written in the same transaction (``notifications``).
 
@@ -219,6 +344,8 @@ def lottery_close(
         step = close_step(lottery, now=now, force=force)
         if step == CloseStep.NOTHING:
             return CloseOutcome(lottery=lottery, changed=False, draw=getattr(lottery, "draw", None))
+        if step == CloseStep.REFUSE_NOT_OPEN:
+            raise LotteryNotOpen(details={"lottery_id": lottery.pk, "opens_at": lottery.opens_at.isoformat()})
         if step == CloseStep.REFUSE_NOT_DUE:
             raise LotteryNotDue(details={"lottery_id": lottery.pk, "closes_at": lottery.closes_at.isoformat()})
         if step == CloseStep.CLOSE_AND_DRAW:

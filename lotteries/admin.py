@@ -31,7 +31,19 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
     draws, and the draws app sits above this one).
     """
 
-    list_display = ["id", "title", "kind", "state", "day", "closes_at", "valid", "rejected", "void", "draw_link"]
+    list_display = [
+        "id",
+        "title",
+        "kind",
+        "state",
+        "day",
+        "opens_at",
+        "closes_at",
+        "valid",
+        "rejected",
+        "void",
+        "draw_link",
+    ]
     list_filter = ["kind", "state", "day"]
     search_fields = ["=id", "title"]
     date_hierarchy = "day"
@@ -47,6 +59,7 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
         "rejected",
         "void",
         "draw_link",
+        "unawarded_quantity",
         "created_at",
         "updated_at",
     )
@@ -86,6 +99,12 @@ class LotteryAdmin(admin.ModelAdmin[Lottery]):
         if draw is None:
             return "-"
         return format_html('<a href="{}">draw {}</a>', reverse("admin:draws_draw_change", args=[draw.pk]), draw.pk)
+
+    @admin.display(description="unawarded quantity")
+    def unawarded_quantity(self, lottery: Lottery) -> int | str:
+        """Units of the prize the draw gave no winner (fewer valid entries than the quantity)."""
+        draw = getattr(lottery, "draw", None)
+        return "-" if draw is None else int(draw.unawarded_quantity)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -34,14 +34,22 @@ class LotteryFilter(StrictFilterSet):
 class LotteryOutput(serializers.ModelSerializer[Lottery]):
     ballot_count = serializers.IntegerField(source="valid_ballots", help_text="Valid ballots.")
     draw_id = serializers.SerializerMethodField()
+    unawarded_quantity = serializers.SerializerMethodField(
+        help_text="Units of the prize the draw left without a winner (fewer valid entries than the quantity); "
+        "null before the draw."
+    )
 
     class Meta:
         model = Lottery
-        fields = ["id", *LOTTERY_PUBLIC_FIELDS, "ballot_count", "draw_id"]
+        fields = ["id", *LOTTERY_PUBLIC_FIELDS, "ballot_count", "draw_id", "unawarded_quantity"]
 
     def get_draw_id(self, lottery: Lottery) -> int | None:
         draw = getattr(lottery, "draw", None)
         return draw.pk if draw is not None else None
+
+    def get_unawarded_quantity(self, lottery: Lottery) -> int | None:
+        draw = getattr(lottery, "draw", None)
+        return draw.unawarded_quantity if draw is not None else None
 
 
 class TransitionOutput(serializers.ModelSerializer[LotteryTransition]):
@@ -53,10 +61,16 @@ class TransitionOutput(serializers.ModelSerializer[LotteryTransition]):
 
 
 class LotteryWinnerOutput(serializers.Serializer[Any]):
+    award_id = serializers.IntegerField(source="id")
     rank = serializers.IntegerField()
     ballot_id = serializers.IntegerField()
     player = serializers.CharField(source="player.public_name")
     prize = serializers.CharField()
+    status = serializers.CharField(help_text="played_out (awarded), claimed, or forfeited (with its reason).")
+    forfeit_reason = serializers.CharField(help_text="unclaimed or banned, for a forfeited award; else empty.")
+    promotes_award_id = serializers.IntegerField(
+        source="promoted_from_id", allow_null=True, help_text="A promoted alternate's: the forfeited award it replaces."
+    )
 
 
 class LotteryDetailOutput(LotteryOutput):

@@ -11,6 +11,11 @@ class LotteryClosed(Conflict):
     default_message = "This lottery no longer accepts ballots."
 
 
+class LotteryNotOpen(Conflict):
+    code = "lottery_not_open"
+    default_message = "This lottery is not open yet: its entrance window starts at opens_at."
+
+
 class StakeRequired(Conflict):
     code = "stake_required"
     default_message = "A pool is entered only by staking in its game; it takes no ballots."

@@ -30,20 +30,29 @@ def lottery_event(event_type: str, lottery: Lottery, data: dict[str, Any]) -> Do
     )
 
 
+def _lottery_terms(lottery: Lottery) -> dict[str, Any]:
+    """What a lottery is: its window, its prize and quantity, its winners and alternates, its seed commitment."""
+    return {
+        "title": lottery.title,
+        "day": lottery.day.isoformat(),
+        "opens_at": lottery.opens_at.isoformat(),
+        "closes_at": lottery.closes_at.isoformat(),
+        "prize": lottery.prize,
+        "prize_quantity": lottery.prize_quantity,
+        "winners_count": lottery.winners_count,
+        "alternates_count": lottery.alternates_count,
+        "seed_commitment": lottery.seed_commitment,
+    }
+
+
 def lottery_opened(lottery: Lottery) -> DomainEvent:
-    return lottery_event(
-        events.LOTTERY_OPENED,
-        lottery,
-        {
-            "title": lottery.title,
-            "day": lottery.day.isoformat(),
-            "opens_at": lottery.opens_at.isoformat(),
-            "closes_at": lottery.closes_at.isoformat(),
-            "prize": lottery.prize,
-            "winners_count": lottery.winners_count,
-            "seed_commitment": lottery.seed_commitment,
-        },
-    )
+    """The lottery takes ballots from now on: at its creation, or at ``opens_at`` for a scheduled one."""
+    return lottery_event(events.LOTTERY_OPENED, lottery, _lottery_terms(lottery))
+
+
+def lottery_scheduled(lottery: Lottery) -> DomainEvent:
+    """A lottery created ahead of its window (a drop): its terms and seed commitment, before it opens."""
+    return lottery_event(events.LOTTERY_SCHEDULED, lottery, _lottery_terms(lottery))
 
 
 def lottery_closed(lottery: Lottery, *, source: str, forced: bool) -> DomainEvent:

@@ -1,7 +1,9 @@
 """The Lottery aggregate and its life cycle.
 
-States: ``open`` -> ``closed`` -> ``drawn``, or ``cancelled`` when nothing
-valid was entered or a pool was still short of players when its wait ended.
+States: (``scheduled`` ->) ``open`` -> ``closed`` -> ``drawn``, or ``cancelled``
+when nothing valid was entered or a pool was still short of players when its
+wait ended. A lottery whose ``opens_at`` is still ahead when it is created
+(a drop set up in advance) is ``scheduled`` until then and takes no ballot.
 Every transition goes through ``lotteries.services.lottery_transition`` (or,
 for a batch of pools, ``pools.services``, which records the rows that
 ``transition_row`` builds) under the lottery's row lock, and each one is
@@ -19,6 +21,7 @@ from django.db.models import Q
 # The staff permissions of this app, as services and views check them.
 CLOSE_LOTTERY = "lotteries.close_lottery"
 FORCE_CLOSE_LOTTERY = "lotteries.force_close_lottery"
+CREATE_DROP = "lotteries.create_drop"
 
 
 class Lottery(models.Model):
@@ -28,6 +31,7 @@ class Lottery(models.Model):
         POOL = "pool"
 
     class State(models.TextChoices):
+        SCHEDULED = "scheduled"
         OPEN = "open"
         CLOSED = "closed"
         DRAWN = "drawn"
@@ -42,8 +46,13 @@ class Lottery(models.Model):
     day = models.DateField()
     opens_at = models.DateTimeField()
     closes_at = models.DateTimeField(help_text="End of the entrance window; no ballot at or after it.")
+    # The prize, a product, and how many units of it there are to give (Q):
+    # each winner gets one unit, so a lottery draws at most Q winners.
     prize = models.CharField(max_length=200)
+    prize_quantity = models.PositiveIntegerField(default=1, help_text="Units of the prize to give, one per winner.")
     winners_count = models.PositiveIntegerField(default=1)
+    # Ranked alternates drawn after the winners from the same shuffle (drops).
+    alternates_count = models.PositiveIntegerField(default=0)
     # sha256(seed), published when the lottery opens. The seed itself lives
     # in draws.LotterySeed and is revealed only by the draw.
     seed_commitment = models.CharField(max_length=64)
@@ -62,12 +71,16 @@ class Lottery(models.Model):
         permissions = [
             ("close_lottery", "Can close and draw a lottery whose entrance window has ended"),
             ("force_close_lottery", "Can close and draw a lottery before its entrance window ends"),
+            ("create_drop", "Can create a drop"),
         ]
         ordering = ["-day", "-id"]
         constraints = [
             models.UniqueConstraint(name="one_daily_lottery_per_day", fields=["day"], condition=Q(kind="daily")),
             models.CheckConstraint(name="lottery_window_ordered", condition=Q(closes_at__gt=models.F("opens_at"))),
             models.CheckConstraint(name="lottery_has_winners", condition=Q(winners_count__gte=1)),
+            models.CheckConstraint(
+                name="lottery_winners_within_quantity", condition=Q(winners_count__lte=models.F("prize_quantity"))
+            ),
             # At most one pool fills at a time for a (game, currency).
             models.UniqueConstraint(
                 name="one_open_pool_per_game_currency",
@@ -82,6 +95,7 @@ class Lottery(models.Model):
         ]
         indexes = [
             models.Index(name="lottery_due", fields=["closes_at"], condition=Q(state__in=["open", "closed"])),
+            models.Index(name="lottery_to_open", fields=["opens_at"], condition=Q(state="scheduled")),
             models.Index(fields=["kind", "state", "-day"]),
         ]
 
@@ -98,7 +112,9 @@ LOTTERY_PUBLIC_FIELDS = (
     "opens_at",
     "closes_at",
     "prize",
+    "prize_quantity",
     "winners_count",
+    "alternates_count",
     "seed_commitment",
 )
 
@@ -111,6 +127,7 @@ class TransitionSource(models.TextChoices):
     ADMIN = "admin"
     API = "api"
     POOL_FILL = "pool_fill"
+    TIMER = "timer"  # the task queued for the moment itself (a drop's opens_at or closes_at)
     SYSTEM = "system"
 
 

@@ -18,6 +18,25 @@ def lotteries_due_ids(*, now: datetime) -> list[int]:
     )
 
 
+def lotteries_to_open_ids(*, now: datetime) -> list[int]:
+    """Scheduled lotteries whose ``opens_at`` has come: to open now."""
+    return list(
+        Lottery.objects.filter(state=Lottery.State.SCHEDULED, opens_at__lte=now)
+        .order_by("opens_at", "id")
+        .values_list("id", flat=True)
+    )
+
+
+def lotteries_with_moments_before(*, now: datetime, until: datetime) -> list[Lottery]:
+    """Lotteries with a moment in ``(now, until]``: a scheduled one's ``opens_at``, or the ``closes_at``
+    of an open one that closes on time (every kind but pools, which close when full)."""
+    opening = Q(state=Lottery.State.SCHEDULED, opens_at__gt=now, opens_at__lte=until)
+    closing = Q(state=Lottery.State.OPEN, closes_at__gt=now, closes_at__lte=until) & ~Q(kind=Lottery.Kind.POOL)
+    return list(
+        Lottery.objects.filter(opening | closing).only("id", "kind", "state", "opens_at", "closes_at").order_by("id")
+    )
+
+
 def lotteries_of_day_ids(*, day: date) -> list[int]:
     """The daily lottery of ``day`` and the drops whose window ends that day."""
     return list(

@@ -52,32 +52,98 @@ def lottery_new(
     closes_at: datetime,
     prize: str,
     winners_count: int = 1,
+    prize_quantity: int | None = None,
+    alternates_count: int = 0,
     now: datetime | None = None,
     **pool_terms: Any,
 ) -> Lottery:
-    """A new open lottery, validated and not yet saved: the one definition behind every way of opening one.
+    """A new lottery, validated and not yet saved: the one definition behind every way of opening one.
 
-    ``lifecycle.services.lotteries_open`` gives it its seed commitment and
-    stores it with its seed, its first transition and its LotteryOpened event. ``pool_terms`` are a pool's
+    It is ``open``, or ``scheduled`` when ``opens_at`` is still ahead (it
+    opens then: ``lifecycle.services.scheduled_lottery_open``). Each winner
+    gets one unit of the prize, so ``winners_count`` is at most
+    ``prize_quantity`` (by default the same). ``lifecycle.services.lotteries_open``
+    gives it its seed commitment and stores it with its seed, its first
+    transition and its life-cycle event. ``pool_terms`` are a pool's
     ``game_id``, ``currency``, ``pool_size``, ``payout_ratio`` and ``pot``.
     """
+    quantity = winners_count if prize_quantity is None else prize_quantity
     if closes_at <= opens_at:
-        raise InvalidLottery("closes_at must be after opens_at.")
+        raise InvalidLottery("closes_at must be after opens_at.", details={"field": "closes_at"})
     if winners_count < 1:
-        raise InvalidLottery("winners_count must be at least 1.")
+        raise InvalidLottery("winners_count must be at least 1.", details={"field": "winners_count"})
+    if winners_count > quantity:
+        raise InvalidLottery(
+            "winners_count cannot exceed the prize quantity: each winner gets one unit.",
+            details={"field": "winners_count", "prize_quantity": quantity},
+        )
+    if alternates_count < 0:
+        raise InvalidLottery("alternates_count cannot be negative.", details={"field": "alternates_count"})
     now = now or timezone.now()
     return Lottery(
         kind=kind,
-        state=Lottery.State.OPEN,
+        state=Lottery.State.SCHEDULED if opens_at > now else Lottery.State.OPEN,
         title=title,
         day=day,
         opens_at=opens_at,
         closes_at=closes_at,
         prize=prize,
+        prize_quantity=quantity,
         winners_count=winners_count,
+        alternates_count=alternates_count,
         created_at=now,
         updated_at=now,
         **pool_terms,
+    )
+
+
+# A drop's prize quantity and alternates are bounded: every winner and alternate is drawn, and awarded, at once.
+DROP_MAX_QUANTITY = 100_000
+DROP_MAX_ALTERNATES = 100_000
+
+
+def drop_new(
+    *,
+    title: str,
+    prize: str,
+    prize_quantity: int,
+    opens_at: datetime,
+    closes_at: datetime,
+    winners_count: int | None = None,
+    alternates_count: int = 0,
+    now: datetime | None = None,
+) -> Lottery:
+    """A new drop, validated and not yet saved (``lottery_new`` with a drop's rules).
+
+    Its day is the day its window closes; ``winners_count`` is the prize
+    quantity unless given; it is ``scheduled`` when ``opens_at`` is ahead.
+    A window that has already ended is refused: such a drop could take no ballot.
+    """
+    now = now or timezone.now()
+    for field, text in (("title", title), ("prize", prize)):
+        if not text.strip():
+            raise InvalidLottery(f"A drop needs a {field}.", details={"field": field})
+    if not 1 <= prize_quantity <= DROP_MAX_QUANTITY:
+        raise InvalidLottery(
+            f"prize_quantity must be between 1 and {DROP_MAX_QUANTITY}.", details={"field": "prize_quantity"}
+        )
+    if not 0 <= alternates_count <= DROP_MAX_ALTERNATES:
+        raise InvalidLottery(
+            f"alternates_count must be between 0 and {DROP_MAX_ALTERNATES}.", details={"field": "alternates_count"}
+        )
+    if closes_at <= now:
+        raise InvalidLottery("closes_at must be in the future.", details={"field": "closes_at"})
+    return lottery_new(
+        kind=Lottery.Kind.DROP,
+        title=title.strip(),
+        day=lottery_today(now=closes_at),
+        opens_at=opens_at,
+        closes_at=closes_at,
+        prize=prize.strip(),
+        prize_quantity=prize_quantity,
+        winners_count=prize_quantity if winners_count is None else winners_count,
+        alternates_count=alternates_count,
+        now=now,
     )
 
 

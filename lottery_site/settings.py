@@ -236,11 +236,19 @@ MAX_BALLOTS_PER_PLAYER = env_int("MAX_BALLOTS_PER_PLAYER", 1, minimum=1)
 PHONE_DEFAULT_REGION = env_str("PHONE_DEFAULT_REGION").strip().upper()
 if PHONE_DEFAULT_REGION and PHONE_DEFAULT_REGION not in phonenumbers.SUPPORTED_REGIONS:
     raise ImproperlyConfigured(f"PHONE_DEFAULT_REGION={PHONE_DEFAULT_REGION!r} is not a region code such as GB or US")
+# A lottery's timer (lifecycle.tasks: the task that opens or closes it at the
+# very moment) is queued once the moment is this near. Keep it below the
+# Celery broker's visibility timeout (Redis: 3600 s), past which a waiting
+# eta task would be delivered a second time.
+LOTTERY_TIMER_HORIZON_SECONDS = env_int("LOTTERY_TIMER_HORIZON_SECONDS", 900, minimum=60)
+# A drop's winner claims the award within this long of the draw (POST /api/v1/awards/{id}/claim), or it is
+# forfeited and the draw's next alternate promoted.
+DROP_CLAIM_SECONDS = env_int("DROP_CLAIM_SECONDS", 86400, minimum=1)
 # Internal tokens: one per purpose (the door a service may use without a staff
 # account), each with a current and a next value so it can be rotated without
 # downtime. Unset values disable that door for services; staff with the
 # door's permission can still use it.
-INTERNAL_TOKEN_PURPOSES = ("close", "stakes")
+INTERNAL_TOKEN_PURPOSES = ("close", "stakes", "drops")
 INTERNAL_TOKEN_MIN_LENGTH = 16
 
 
@@ -359,9 +367,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
     },
     # Closes and draws every lottery whose entrance window has ended, so
-    # yesterday's daily lottery is drawn within a minute of midnight.
+    # yesterday's daily lottery is drawn within a minute of midnight (its
+    # timer does it within seconds; this is the safety net).
     "close-due-lotteries": {
         "task": "lifecycle.tasks.close_due_lotteries",
+        "schedule": crontab(minute="*"),
+    },
+    # Opens every scheduled drop whose opens_at has come (behind its timer).
+    "open-due-lotteries": {
+        "task": "lifecycle.tasks.open_due_lotteries",
+        "schedule": crontab(minute="*"),
+    },
+    # Queues the timers of the lotteries that open or close within LOTTERY_TIMER_HORIZON_SECONDS.
+    "arm-lottery-timers": {
+        "task": "lifecycle.tasks.arm_lottery_timers",
         "schedule": crontab(minute="*"),
     },
     # Safety net behind the kicks sent on commit: nothing waits longer than this.
@@ -369,6 +388,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbox.tasks.relay_outbox",
         "schedule": float(OUTBOX_SWEEP_SECONDS),
         "options": {"expires": float(OUTBOX_SWEEP_SECONDS)},
+    },
+    # Forfeits drop awards unclaimed after DROP_CLAIM_SECONDS or whose winner was banned; promotes alternates.
+    "forfeit-awards": {
+        "task": "draws.tasks.forfeit_awards",
+        "schedule": crontab(minute="*"),
     },
     # Cancels pools still short of players after POOL_MAX_WAIT_SECONDS.
     "expire-pools": {

@@ -19,5 +19,10 @@ class NotificationsConfig(AppConfig):
         from notifications import metrics
 
         metrics.register()
+        # A promoted alternate hears of it like any winner (draws sits below and asks through ON_PROMOTED).
+        from draws.services import ON_PROMOTED
+        from notifications.services import promoted_alternate_notify
+
+        ON_PROMOTED.append(promoted_alternate_notify)
         for name, (help_text, integer, low, high) in LIVE_SETTINGS.items():
             live.register(name, live.number_in(low, high, integer=integer), help_text)

@@ -198,7 +198,14 @@ def draw_notifications_create(*, lottery: Lottery, draw: Draw, now: datetime) ->
     """
     award_notifications_create(award_ids=list(draw.awards.values_list("id", flat=True)), now=now)
     if lottery.kind == Lottery.Kind.DROP:
-        not_selected_notifications_create(lottery=lottery, now=now)
+        # The alternates are still waiting: an alternate promoted later gets a winner SMS then.
+        alternates = Ballot.objects.filter(pk__in=draw.alternate_ballot_ids).values_list("player_id", flat=True)
+        not_selected_notifications_create(lottery=lottery, now=now, waiting_player_ids=list(alternates))
+
+
+def promoted_alternate_notify(award: LotteryAward, now: datetime) -> None:
+    """A winner SMS to an alternate promoted in a forfeited award's place (``draws.services.ON_PROMOTED``)."""
+    award_notifications_create(award_ids=[award.pk], now=now)
 
 
 def _queue_sends(ids: Sequence[int]) -> None:

@@ -24,6 +24,8 @@ class Route:
 
 
 AWARD_CREATED = "AwardCreated"
+AWARD_FORFEITED = "AwardForfeited"
+LOTTERY_SCHEDULED = "LotteryScheduled"
 LOTTERY_OPENED = "LotteryOpened"
 LOTTERY_CLOSED = "LotteryClosed"
 LOTTERY_DRAWN = "LotteryDrawn"
@@ -36,15 +38,17 @@ ENTRY_TOPIC = "lottery.v1.entry"
 
 ROUTES: dict[str, Route] = {
     AWARD_CREATED: Route(AWARD_TOPIC, "lotteryAwardCreated"),
+    LOTTERY_SCHEDULED: Route(LIFECYCLE_TOPIC, "lotteryScheduled"),
     LOTTERY_OPENED: Route(LIFECYCLE_TOPIC, "lotteryOpened"),
     LOTTERY_CLOSED: Route(LIFECYCLE_TOPIC, "lotteryClosed"),
     LOTTERY_DRAWN: Route(LIFECYCLE_TOPIC, "lotteryDrawn"),
     LOTTERY_CANCELLED: Route(LIFECYCLE_TOPIC, "lotteryCancelled"),
+    AWARD_FORFEITED: Route(LIFECYCLE_TOPIC, "lotteryAwardForfeited"),
     LOTTERY_ENTRY_CREATED: Route(ENTRY_TOPIC, "lotteryEntryCreated"),
 }
 TOPICS = sorted({route.topic for route in ROUTES.values()})
 # Kept for audit past the ordinary retention (OUTBOX_AUDIT_RETENTION_DAYS).
-AUDIT_EVENT_TYPES = frozenset({AWARD_CREATED, LOTTERY_DRAWN})
+AUDIT_EVENT_TYPES = frozenset({AWARD_CREATED, AWARD_FORFEITED, LOTTERY_DRAWN})
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def make_lottery() -> Callable[..., Lottery]:
         closes_at: datetime | None = None,
         opens_at: datetime | None = None,
         winners_count: int = 1,
+        alternates_count: int = 0,
+        prize_quantity: int | None = None,
         prize: str = "A test prize",
     ) -> Lottery:
         closes_at = closes_at or timezone.now() + timedelta(hours=1)
@@ -91,6 +93,8 @@ def make_lottery() -> Callable[..., Lottery]:
             closes_at=closes_at,
             prize=prize,
             winners_count=winners_count,
+            alternates_count=alternates_count,
+            prize_quantity=prize_quantity,
             source=TransitionSource.SYSTEM,
         )
 

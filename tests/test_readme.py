@@ -28,7 +28,7 @@ def verify_script() -> str:
 @pytest.mark.django_db
 def test_the_readme_script_verifies_a_real_draw_from_its_json_alone(tmp_path, api, make_lottery, make_player, enter):
     closes_at = timezone.now() - timedelta(minutes=1)
-    lottery = make_lottery(closes_at=closes_at, winners_count=3)
+    lottery = make_lottery(closes_at=closes_at, winners_count=3, alternates_count=2)
     for _ in range(40):
         enter(lottery, make_player(), now=closes_at - timedelta(minutes=5))
     draw = lottery_close(lottery_id=lottery.pk, source="command").draw
@@ -42,7 +42,21 @@ def test_the_readme_script_verifies_a_real_draw_from_its_json_alone(tmp_path, ap
     good = subprocess.run([sys.executable, str(script), str(document)], capture_output=True, text=True, check=False)
 
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == f"draw {draw.pk} verified: 40 entries, winners {list(draw.winning_ballot_ids)}"
+    assert len(draw.alternate_ballot_ids) == 2
+    assert good.stdout.strip() == (
+        f"draw {draw.pk} verified: 40 entries, winners {list(draw.winning_ballot_ids)}, "
+        f"alternates {list(draw.alternate_ballot_ids)}"
+    )
+
+    # It refuses a document whose alternates were reordered.
+    reordered = json.loads(document.read_text())
+    reordered["alternate_ballot_ids"].reverse()
+    (tmp_path / "reordered.json").write_text(json.dumps(reordered))
+    swapped = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "reordered.json")], capture_output=True, text=True, check=False
+    )
+    assert swapped.returncode != 0
+    assert "published" in swapped.stderr
 
     # The same script refuses a document whose ballot list was tampered with.
     tampered = json.loads(document.read_text())

@@ -6,7 +6,8 @@ from django.db import migrations
 class Migration(migrations.Migration):
     dependencies = [
         ("lotteries", "0003_staff_permissions"),
-        # The roles' snapshot names lotteries.view_poolgame: it must run while PoolGame is still here.
+        # The roles' snapshot (entries 0005) names lotteries.view_poolgame and the pool games' permissions as
+        # they stood before the move: it must run first, whatever else a new migration pulls in.
         ("entries", "0005_staff_roles"),
     ]
 

@@ -41,6 +41,7 @@ SEED = 20261122
 INTERNAL_TOKENS = {
     "INTERNAL_CLOSE_TOKEN": "contract-close-token-0000",
     "INTERNAL_STAKES_TOKEN": "contract-stakes-token-0000",
+    "INTERNAL_DROPS_TOKEN": "contract-drops-token-00000",
 }
 
 

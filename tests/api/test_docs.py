@@ -177,6 +177,8 @@ OPERATIONS = [
     ("get", "/api/v1/me/notifications"),
     ("put", "/api/v1/me/notifications"),
     ("post", "/api/v1/stakes"),
+    ("post", "/api/v1/drops"),
+    ("post", "/api/v1/awards/{award_id}/claim"),
     ("get", "/api/v1/winners"),
     ("get", "/api/v1/draws/{draw_id}"),
     ("get", "/api/v1/draws/{draw_id}/verification"),
@@ -222,6 +224,11 @@ def test_stakes_and_close_each_document_their_own_body_and_response(document):
         {"stakeId", "topic", "partition", "offset"},
     )
     assert body("post", "/api/v1/lotteries/{lottery_id}/close", "200") == ({"force"}, {"lottery", "changed"})
+    drop_terms, drop = body("post", "/api/v1/drops", "201")
+    assert drop_terms == {
+        "title", "prize", "prize_quantity", "opens_at", "closes_at", "winners_count", "alternates_count"
+    }  # fmt: skip
+    assert {"id", "state", "prize_quantity", "seed_commitment", "transitions", "unawarded_quantity"} <= drop
     assert document["paths"]["/api/v1/stakes"]["post"]["requestBody"]["required"] is True
 
 
@@ -261,6 +268,8 @@ EXPECTED_ERRORS = {
     ("get", "/api/v1/me/notifications"): {401, 406, 413, 429},
     ("put", "/api/v1/me/notifications"): {400, 401, 403, 406, 409, 413, 415, 429},
     ("post", "/api/v1/stakes"): {400, 401, 403, 406, 413, 415, 429, 503},
+    ("post", "/api/v1/drops"): {400, 401, 403, 406, 413, 415, 429},
+    ("post", "/api/v1/awards/{award_id}/claim"): {401, 403, 404, 406, 409, 413, 429},
     ("get", "/api/v1/winners"): {400, 401, 404, 406, 413, 429},
     ("get", "/api/v1/draws/{draw_id}"): {401, 404, 406, 413, 429},
     ("get", "/api/v1/draws/{draw_id}/verification"): {401, 404, 406, 413, 429},
@@ -288,7 +297,7 @@ def test_error_descriptions_name_the_codes_of_each_status(document):
     assert "`authentication_failed`" in ballots["401"]["description"]
     assert "`player_banned`" in ballots["403"]["description"]
     assert "`csrf_failed`" in ballots["403"]["description"]
-    for code in ("lottery_closed", "stake_required", "ballot_limit_reached", "duplicate_entry"):
+    for code in ("lottery_not_open", "lottery_closed", "stake_required", "ballot_limit_reached", "duplicate_entry"):
         assert f"`{code}`" in ballots["409"]["description"]
     assert "`idempotency_key_reused`" in ballots["422"]["description"]
     assert "`lottery_not_due`" in close["409"]["description"]
@@ -309,7 +318,7 @@ def test_the_internal_token_is_a_security_scheme_of_the_operations_that_take_it(
 
     for method, path in OPERATIONS:
         security = document["paths"][path][method].get("security")
-        takes_it = path in {"/api/v1/lotteries/{lottery_id}/close", "/api/v1/stakes"}
+        takes_it = path in {"/api/v1/lotteries/{lottery_id}/close", "/api/v1/stakes", "/api/v1/drops"}
         assert ({"internalToken": []} in security) is takes_it, path
         if takes_it:
             assert {"tokenAuth": []} in security
@@ -398,7 +407,7 @@ def test_filters_document_their_formats(document):
     for name in ("date", "date_from", "date_to"):
         assert lotteries[name]["schema"] == {"type": "string", "format": "date"}, name
     assert set(lotteries["kind"]["schema"]["enum"]) == {"daily", "drop", "pool"}
-    assert set(lotteries["state"]["schema"]["enum"]) == {"open", "closed", "drawn", "cancelled"}
+    assert set(lotteries["state"]["schema"]["enum"]) == {"scheduled", "open", "closed", "drawn", "cancelled"}
     assert winners["date"]["schema"] == {"type": "string", "format": "date"}
     assert winners["date"]["required"] is True
     assert ballots["lottery"]["schema"]["type"] == "integer"

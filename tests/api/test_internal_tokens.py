@@ -14,7 +14,8 @@ from tests.kafka import read_messages
 
 CLOSE, CLOSE_NEXT = "close-token-current-0000", "close-token-next-00000000"
 STAKES = "stakes-token-current-000"
-TOKENS = {"close": (CLOSE, CLOSE_NEXT), "stakes": (STAKES,)}
+DROPS = "drops-token-current-0000"
+TOKENS = {"close": (CLOSE, CLOSE_NEXT), "stakes": (STAKES,), "drops": (DROPS,)}
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_during_a_rotation_both_the_current_and_the_next_close_token_work(api, m
 
 
 @pytest.mark.django_db
-@override_settings(INTERNAL_TOKENS={"close": (CLOSE_NEXT,), "stakes": (STAKES,)})
+@override_settings(INTERNAL_TOKENS={"close": (CLOSE_NEXT,), "stakes": (STAKES,), "drops": (DROPS,)})
 def test_after_a_rotation_the_old_token_is_refused(api, due_lottery):
     assert close(api, due_lottery, CLOSE).status_code == 403
     due_lottery.refresh_from_db()
@@ -96,6 +97,8 @@ def test_tokens_are_read_per_purpose_with_their_next_value(monkeypatch):
     monkeypatch.setenv("INTERNAL_CLOSE_TOKEN_NEXT", CLOSE_NEXT)
     monkeypatch.setenv("INTERNAL_STAKES_TOKEN", STAKES)
     monkeypatch.delenv("INTERNAL_STAKES_TOKEN_NEXT", raising=False)
+    monkeypatch.setenv("INTERNAL_DROPS_TOKEN", DROPS)
+    monkeypatch.delenv("INTERNAL_DROPS_TOKEN_NEXT", raising=False)
 
     assert site_settings._internal_tokens() == TOKENS
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from draws import algorithm
-from draws.models import Draw, LotterySeed
+from draws.models import Draw, LotteryAward, LotterySeed
 from entries.errors import DuplicateEntry
 from entries.models import Ballot, Player
 from entries.services import ballot_submit, player_ban
@@ -260,12 +260,17 @@ def test_lottery_detail_once_drawn_lists_transitions_and_masked_winners(api, mak
         ("closed", "drawn", "system", False),
     ]
     winners = [Ballot.objects.select_related("player").get(pk=pk) for pk in draw.winning_ballot_ids]
+    awards = dict(LotteryAward.objects.filter(lottery=lottery).values_list("rank", "id"))
     assert body["winners"] == [
         {
+            "award_id": awards[rank],
             "rank": rank,
             "ballot_id": ballot.pk,
             "player": ballot.player.public_name,
             "prize": lottery.prize,
+            "status": "played_out",
+            "forfeit_reason": "",
+            "promotes_award_id": None,
         }
         for rank, ballot in enumerate(winners, start=1)
     ]

@@ -38,8 +38,9 @@ def test_verify_draw_prints_that_the_draw_verifies(due_lottery):
         lines[3]
         == f"ok       winners: recorded {list(draw.winning_ballot_ids)}, recomputed {list(draw.winning_ballot_ids)}"
     )
-    assert lines[4] == "The draw verifies."
-    assert len(lines) == 5
+    assert lines[4] == "ok       alternates: recorded [], recomputed []"
+    assert lines[5] == "The draw verifies."
+    assert len(lines) == 6
 
 
 @pytest.mark.django_db

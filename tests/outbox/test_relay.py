@@ -61,6 +61,10 @@ def test_a_daily_lottery_drawn_through_the_close_path_yields_its_award_and_lifec
         "status": "played_out",
         "draw_id": draw.pk,
         "entries_digest": draw.entries_digest,
+        # A drop's claim window and a promoted alternate's origin: none for a daily award.
+        "claim_deadline": None,
+        "promotes_award_id": None,
+        "alternate_rank": None,
     }
     assert message.key == key
     assert message.headers == {

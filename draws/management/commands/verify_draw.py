@@ -37,6 +37,11 @@ class Command(BaseCommand):
             result.winners_match,
             f"recorded {list(draw.winning_ballot_ids)}, recomputed {result.recomputed_winning_ballot_ids}",
         )
+        line(
+            "alternates",
+            result.alternates_match,
+            f"recorded {list(draw.alternate_ballot_ids)}, recomputed {result.recomputed_alternate_ballot_ids}",
+        )
         if not result.matches:
             raise CommandError("The draw does NOT verify.")
         self.stdout.write(self.style.SUCCESS("The draw verifies."))

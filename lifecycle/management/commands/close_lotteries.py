@@ -14,6 +14,7 @@ DRY_RUN_WORDS = {
     CloseStep.CLOSE_AND_DRAW: "would close and draw",
     CloseStep.DRAW: "would draw",
     CloseStep.REFUSE_NOT_DUE: "would refuse (window not ended; --force to close)",
+    CloseStep.REFUSE_NOT_OPEN: "would refuse (scheduled: its window has not started)",
     CloseStep.NOTHING: "nothing to do",
 }
 
