@@ -21,7 +21,8 @@ from tests.kafka import read_messages
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-ON_TIME = timedelta(seconds=3)  # "within seconds": a timer fires at its moment, the draw takes milliseconds
+# docs/drops.md promises "within a second or two"; three times that, for a loaded CI machine.
+ON_TIME = timedelta(seconds=6)
 
 
 def transition_at(drop: Lottery, to_state: str):
