@@ -296,8 +296,14 @@ def test_seed_demo_is_idempotent():
     assert current.ballots.filter(status=Ballot.Status.VALID).count() == 3
     assert sorted(current.ballots.values_list("player__username", flat=True)) == ["alice", "bob", "carol"]
 
+    # and one demo drop waits to open a minute after the first run, for four minutes
+    drop = Lottery.objects.get(kind=Lottery.Kind.DROP)
+    assert (drop.state, drop.prize_quantity, drop.alternates_count) == (Lottery.State.SCHEDULED, 2, 1)
+    assert drop.closes_at - drop.opens_at == timedelta(minutes=4)
+    assert f"drop #{drop.pk} (scheduled)" in second_out
+
     # and nothing else was created
-    assert Lottery.objects.count() == 2
+    assert Lottery.objects.count() == 3
     assert Draw.objects.count() == 1
     assert Ballot.objects.count() == 8
     assert "Demo data ready." in first_out

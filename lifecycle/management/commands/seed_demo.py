@@ -4,13 +4,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from entries.errors import PlayerBanned
 from entries.models import ConsentSource, Player
 from entries.phones import normalize_phone_number
 from entries.services import ballot_submit, sms_consent_set
-from lifecycle.services import daily_lottery_open, lottery_close
+from lifecycle.services import daily_lottery_open, drop_create, lottery_close
 from lotteries.models import Lottery, TransitionSource
 from lotteries.services import day_bounds, lottery_today
 
@@ -24,10 +25,14 @@ DEMO_PLAYERS = [
 ]
 
 
+DEMO_DROP = "Demo drop"
+
+
 class Command(BaseCommand):
     help = (
         "Seed a small demo (idempotent): a staff account, a few players with API tokens, "
-        "today's daily lottery with ballots, and yesterday's lottery drawn. Three players opt in to drop SMS."
+        "today's daily lottery with ballots, and yesterday's lottery drawn. Three players opt in to drop SMS, "
+        "and a drop opens a minute from now and closes four minutes later."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -65,6 +70,8 @@ class Command(BaseCommand):
         if current.state == Lottery.State.OPEN:
             self._enter(current, players[:3], now=None)
 
+        drop = self._demo_drop()
+
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         shown = staff_password if staff.check_password(staff_password) else "(unchanged)"
         self.stdout.write(f"  staff:   admin / {shown}  -> /admin/")
@@ -74,6 +81,28 @@ class Command(BaseCommand):
             self.stdout.write(f"  player:  {player.username:6} token {token.key}  {consent}")
         self.stdout.write(
             f"  today's lottery: #{current.pk}; yesterday's: #{past.pk} ({Lottery.objects.get(pk=past.pk).state})"
+        )
+        self.stdout.write(
+            f"  drop #{drop.pk} ({drop.state}): opens {drop.opens_at:%H:%M:%S}, closes {drop.closes_at:%H:%M:%S} UTC;"
+            " its opening is announced by SMS to the players who opted in (see the notifier's log)"
+        )
+
+    def _demo_drop(self) -> Lottery:
+        """A drop to watch: announced at its opening, closed and drawn on time, its SMS sent. One at a time."""
+        waiting = Lottery.objects.filter(
+            kind=Lottery.Kind.DROP, title=DEMO_DROP, state__in=[Lottery.State.SCHEDULED, Lottery.State.OPEN]
+        ).first()
+        if waiting is not None:
+            return waiting
+        now = timezone.now()
+        return drop_create(
+            title=DEMO_DROP,
+            prize="Limited sneakers, size 42",
+            prize_quantity=2,
+            alternates_count=1,
+            opens_at=now + timedelta(minutes=1),
+            closes_at=now + timedelta(minutes=5),
+            source=TransitionSource.COMMAND,
         )
 
     def _enter(self, lottery: Lottery, players: list[Player], *, now: Any) -> None:
