@@ -10,14 +10,17 @@ from django.utils import timezone
 
 from draws.models import LotteryAward
 from entries.errors import DuplicateEntry
+from entries.models import Ballot
 from entries.services import ballot_submit
 from lifecycle.services import drop_create
 from lotteries.errors import LotteryNotOpen
 from lotteries.models import Lottery
 from lottery_site.celery import app
+from notifications.models import GatewayMessage, Notification
 from outbox.relay import drain
 from tests.concurrency import wait_for
 from tests.kafka import read_messages
+from tests.sms import fast_gateway, notifications_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -29,7 +32,11 @@ def transition_at(drop: Lottery, to_state: str):
     return drop.transitions.get(to_state=to_state)
 
 
-def test_a_drop_of_three_with_two_alternates_closes_on_its_own_and_its_awards_go_out(kafka_broker, make_player, api):
+def test_a_drop_of_three_with_two_alternates_closes_on_its_own_and_its_awards_go_out(
+    kafka_broker, make_player, api, client_for, settings
+):
+    fast_gateway()
+    settings.PHONE_DEFAULT_REGION = "US"
     now = timezone.now()
     drop = drop_create(
         title="Hot drop", prize="Console", prize_quantity=3, alternates_count=2,
@@ -37,10 +44,18 @@ def test_a_drop_of_three_with_two_alternates_closes_on_its_own_and_its_awards_go
     )  # fmt: skip
     players = [make_player() for _ in range(10)]
     ballots = [ballot_submit(lottery_id=drop.pk, player=p).ballot for p in players]
-    # Two cheaters on the phone number of an honest entrant are refused, and never drawn.
-    for _ in range(2):
+    # Two cheaters share an honest entrant's number, one of them writing it another way at the API
+    # ("(201) 222-0001" for "+12012220001"): one number, so both are refused, and never drawn.
+    copied = make_player(phone_number=players[0].phone_number)
+    respelled = make_player(phone_number="")
+    national = f"({players[0].phone_number[2:5]}) {players[0].phone_number[5:8]}-{players[0].phone_number[8:]}"
+    given = client_for(respelled).put(
+        reverse("my-notifications"), {"drop_announcements": False, "phone_number": national}, format="json"
+    )
+    assert given.status_code == 200, given.json()
+    for cheater in (copied, respelled):
         with pytest.raises(DuplicateEntry):
-            ballot_submit(lottery_id=drop.pk, player=make_player(phone_number=players[0].phone_number))
+            ballot_submit(lottery_id=drop.pk, player=cheater)
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         wait_for(lambda: Lottery.objects.get(pk=drop.pk).state == "drawn", timeout=40, what="the drop's draw")
@@ -72,6 +87,23 @@ def test_a_drop_of_three_with_two_alternates_closes_on_its_own_and_its_awards_go
     assert verification["verification"]["alternates_match"] is True
     assert verification["alternate_ballot_ids"] == list(drop.draw.alternate_ballot_ids)
     assert len(verification["ballot_ids"]) == 10
+
+    # Three winner SMS, and "not selected" to the five entrants neither winning nor waiting as alternates,
+    # each sent exactly once; the cheaters hear nothing.
+    with notifications_worker():
+        wait_for(
+            lambda: not Notification.objects.filter(lottery=drop).exclude(state="sent").exists(),
+            timeout=60,
+            what="the drop's SMS",
+        )
+    sent = Notification.objects.filter(lottery=drop)
+    winners = {a.player_id for a in awards}
+    assert sorted(sent.filter(kind="winner").values_list("player_id", flat=True)) == sorted(winners)
+    alternates = set(Ballot.objects.filter(pk__in=drop.draw.alternate_ballot_ids).values_list("player_id", flat=True))
+    told = sorted(sent.filter(kind="not_selected").values_list("player_id", flat=True))
+    assert told == sorted({p.pk for p in players} - winners - alternates) and len(told) == 5
+    for notification in sent:
+        assert GatewayMessage.objects.filter(idempotency_key=notification.idempotency_key).count() == 1
 
 
 def test_a_scheduled_drop_refuses_ballots_then_opens_and_closes_on_time(kafka_broker, make_player, client_for):

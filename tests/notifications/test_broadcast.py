@@ -18,7 +18,8 @@ from notifications.services import (
     notifications_sweep,
 )
 from tests.concurrency import wait_for
-from tests.notifications.test_workers import LEASE, Worker, fast_gateway
+from tests.notifications.test_workers import LEASE, Worker
+from tests.sms import fast_gateway
 
 PLAYERS = 10_000
 

@@ -18,24 +18,14 @@ from notifications.gateway import INJECTED_FAILURE, KeyAlreadySeen, OutgoingSms,
 from notifications.models import GatewayMessage, Notification
 from notifications.services import notification_batch_send, notification_send, notifications_sweep
 from notifications.tasks import send_notification
+from tests.sms import fast_gateway, set_live
 
 pytestmark = pytest.mark.django_db
 
-# No waiting in these tests: the simulated gateway answers at once unless a test says otherwise.
-FAST = {"SMS_LATENCY_MIN_MS": 0, "SMS_LATENCY_MAX_MS": 0, "SMS_BATCH_LATENCY_MIN_MS": 0, "SMS_BATCH_LATENCY_MAX_MS": 0}
-
-
-def set_live(**values: object) -> None:
-    for name, value in values.items():
-        LiveSetting.objects.update_or_create(name=name, defaults={"value": str(value)})
-    from core import live as live_module
-
-    live_module.forget()
-
 
 @pytest.fixture(autouse=True)
-def fast_gateway() -> None:
-    set_live(**FAST, SMS_FAILURE_RATE=0)
+def gateway_at_once() -> None:
+    fast_gateway()
 
 
 @pytest.fixture

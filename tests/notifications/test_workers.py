@@ -11,20 +11,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from core.models import LiveSetting
 from lifecycle.services import daily_lottery_open, lottery_close
 from lotteries.models import TransitionSource
 from lotteries.services import lottery_today
@@ -33,23 +29,11 @@ from notifications.models import GatewayMessage, Notification
 from notifications.services import notifications_sweep
 from notifications.tasks import send_notification
 from tests.concurrency import wait_for
+from tests.sms import fast_gateway, notifications_worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def set_live(**values: object) -> None:
-    for name, value in values.items():
-        LiveSetting.objects.update_or_create(name=name, defaults={"value": str(value)})
-    from core import live
-
-    live.forget()
-
-
-def fast_gateway(**overrides: object) -> None:
-    latencies = ["SMS_LATENCY_MIN_MS", "SMS_LATENCY_MAX_MS", "SMS_BATCH_LATENCY_MIN_MS", "SMS_BATCH_LATENCY_MAX_MS"]
-    set_live(**{**dict.fromkeys(latencies, 0), "SMS_FAILURE_RATE": 0, **overrides})
 
 
 @pytest.fixture(autouse=True)
@@ -57,20 +41,6 @@ def empty_queue() -> None:
     """Sends queued by earlier tests (whose rows are gone) are not this test's."""
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge(settings.NOTIFICATIONS_QUEUE)  # type: ignore[attr-defined]
-
-
-@contextmanager
-def notifications_worker() -> Iterator[object]:
-    """A worker thread on the notifications queue alone, as the notifier process runs."""
-    queues = app.amqp.queues
-    selected = queues._consume_from  # type: ignore[attr-defined]  # start_worker's queue choice outlives it: later tests get theirs back
-    try:
-        with start_worker(
-            app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[settings.NOTIFICATIONS_QUEUE]
-        ) as worker:
-            yield worker
-    finally:
-        queues._consume_from = selected  # type: ignore[attr-defined]
 
 
 def drawn_yesterday(make_player, enter, entrants: int = 3) -> Notification:
