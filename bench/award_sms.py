@@ -9,10 +9,16 @@ each close commits its award and the winner's SMS in one transaction, whose
 kick queues the send on the same notifications queue. The delay of an award
 is its SMS's ``sent_at`` (stamped by the worker) minus the close's commit.
 
-Printed: p50/p90/p99/max of the delay (goal: p99 under 1 s), and whether the
-broadcast was still running when the last award was sent (it should be, or
-the run measured an idle worker). Every award must get exactly one SMS; a
-missing one makes the run invalid (exit 1). No ballot load runs beside it.
+A ballot load runs beside them: --ballot-threads threads of this process
+submit ballots (``ballot_submit``, each a new player) into one open drop
+for the whole measurement, as a hot drop's entrants would, so the
+database the worker and the closes use is busy too.
+
+Printed: p50/p90/p99/max of the delay (goal: p99 under 1 s), the ballots
+per second the load kept up, and whether the broadcast was still running
+when the last award was sent (it should be, or the run measured an idle
+worker). Every award must get exactly one SMS; a missing one makes the run
+invalid (exit 1).
 
 Run from the project root:  .venv/bin/python bench/award_sms.py [--help]
 Needs PostgreSQL and Redis on 127.0.0.1. Uses (and drops) the database
@@ -39,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--awards", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="closes per second")
     parser.add_argument("--concurrency", type=int, default=4, help="the worker's processes")
+    parser.add_argument("--ballot-threads", type=int, default=4, help="threads submitting ballots beside (0: none)")
     return parser.parse_args()
 
 
@@ -67,6 +74,48 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+class BallotLoad:
+    """Threads submitting ballots into one open drop, each ballot a new player, until stopped."""
+
+    def __init__(self, lottery_id: int, player_ids: list[int], threads: int) -> None:
+        import threading
+
+        self.lottery_id, self.stop = lottery_id, threading.Event()
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._submit, args=(player_ids[n::threads],), daemon=True) for n in range(threads)
+        ]
+
+    def _submit(self, player_ids: list[int]) -> None:
+        from django.db import connection
+
+        from entries.models import Player
+        from entries.services import ballot_submit
+
+        try:
+            for player_id in player_ids:
+                if self.stop.is_set():
+                    return
+                ballot_submit(lottery_id=self.lottery_id, player=Player(pk=player_id))
+                with self._lock:
+                    self.accepted += 1
+        finally:
+            connection.close()
+
+    def __enter__(self) -> "BallotLoad":
+        self.started = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+        self.seconds = time.monotonic() - self.started
+
+
 def run(args: argparse.Namespace) -> int:  # Long: one scenario, set up, driven and measured in order
     from django.db import transaction
     from django.utils import timezone
@@ -92,6 +141,9 @@ def run(args: argparse.Namespace) -> int:  # Long: one scenario, set up, driven 
         drops.append(drop)
     announced = lottery_open(kind="drop", title="Announced", day=now.date(), opens_at=now,
                              closes_at=now + timedelta(hours=1), prize="Bench prize")  # fmt: skip
+    hot = lottery_open(kind="drop", title="Hot drop", day=now.date(), opens_at=now - timedelta(minutes=1),
+                       closes_at=now + timedelta(hours=1), prize="Bench prize")  # fmt: skip
+    entrants = list(Player.objects.order_by("id").values_list("id", flat=True)[args.awards :])
     _common.step(f"{args.players:,} players, {args.awards} drops with one entrant each")
 
     worker, log = start_worker(DB_NAME, args.concurrency)
@@ -99,20 +151,21 @@ def run(args: argparse.Namespace) -> int:  # Long: one scenario, set up, driven 
     try:
         with transaction.atomic():
             broadcast_create(lottery=announced, players=Player.objects.all(), body="Bench", now=timezone.now())
-        _common.step("broadcast committed; closing the drops")
-        interval = 1 / args.rate
-        next_at = time.monotonic()
-        for drop in drops:
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            next_at += interval
-            lottery_close(lottery_id=drop.pk, source="system", force=True)
-            commits[drop.pk] = time.time()
-        deadline = time.monotonic() + 120
-        while Notification.objects.filter(lottery_id__in=commits, kind="winner").exclude(state="sent").exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("some winners' SMS were not sent within 120 s")
-            time.sleep(0.05)
-        still_broadcasting = Broadcast.objects.get(pk=announced.pk).finished_at is None
+        _common.step(f"broadcast committed; closing the drops beside {args.ballot_threads} ballot threads")
+        with BallotLoad(hot.pk, entrants, args.ballot_threads) as load:
+            interval = 1 / args.rate
+            next_at = time.monotonic()
+            for drop in drops:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+                lottery_close(lottery_id=drop.pk, source="system", force=True)
+                commits[drop.pk] = time.time()
+            deadline = time.monotonic() + 120
+            while Notification.objects.filter(lottery_id__in=commits, kind="winner").exclude(state="sent").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("some winners' SMS were not sent within 120 s")
+                time.sleep(0.05)
+            still_broadcasting = Broadcast.objects.get(pk=announced.pk).finished_at is None
     finally:
         stop_worker(worker, log)
 
@@ -124,7 +177,8 @@ def run(args: argparse.Namespace) -> int:  # Long: one scenario, set up, driven 
           f"   (goal: p99 under 1000 ms)")  # fmt: skip
     print(
         f"  load      the broadcast was {'still running' if still_broadcasting else 'ALREADY FINISHED'} "
-        "when the last award was sent"
+        f"when the last award was sent; beside it {load.accepted:,} ballots into one drop "
+        f"({load.accepted / load.seconds:.0f}/s, {args.ballot_threads} threads)"
     )
     ok = len(sent) == args.awards
     print(f"  verify    {len(sent)} winner SMS for {args.awards} awards: {'ok' if ok else 'INVALID'}")
