@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _common
+from ballot_submit import open_lotteries  # drops opened a minute ago, open for a day
 
 DB_NAME = "lottery_bench_hot"
 PLAYERS_PER_CLIENT = 8_000  # more than a session submits in a phase (a phase that runs out is reported invalid)
@@ -110,27 +111,6 @@ def players_created(clients: int) -> None:
         ),
     )
     _common.step(f"{clients * PLAYERS_PER_CLIENT:,} players ({time.perf_counter() - started:.1f} s)")
-
-
-def open_lotteries(count: int, label: str) -> list[int]:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from lifecycle.services import lottery_open
-
-    now = timezone.now()
-    return [
-        lottery_open(
-            kind="drop",
-            title=f"Hot lottery benchmark {label} #{i}",
-            day=now.date(),
-            opens_at=now - timedelta(minutes=1),
-            closes_at=now + timedelta(days=1),
-            prize="Benchmark prize",
-        ).pk
-        for i in range(count)
-    ]
 
 
 def pgbench_script(lotteries: list[int]) -> str:

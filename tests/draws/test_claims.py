@@ -12,26 +12,9 @@ from draws.models import LotteryAward
 from draws.services import award_forfeit, awards_forfeit_due, draw_verify
 from entries.models import Ballot
 from entries.services import player_ban
-from lifecycle.services import drop_create, lottery_close
 from outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def drawn_drop(make_player, enter, settings):
-    """A drop of 2 units with 2 alternates, 6 entrants, drawn now: its winners have DROP_CLAIM_SECONDS to claim."""
-    settings.DROP_CLAIM_SECONDS = 600
-    now = timezone.now()
-    drop = drop_create(
-        title="Claims", prize="Bike", prize_quantity=2, alternates_count=2,
-        opens_at=now - timedelta(hours=1), closes_at=now + timedelta(minutes=1), source="system",
-    )  # fmt: skip
-    for _ in range(6):
-        enter(drop, make_player())
-    draw = lottery_close(lottery_id=drop.pk, source="timer", now=drop.closes_at).draw
-    assert draw is not None
-    return draw
 
 
 def standing(draw):

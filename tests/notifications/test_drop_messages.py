@@ -8,26 +8,10 @@ from django.utils import timezone
 from draws.models import LotteryAward
 from draws.services import awards_forfeit_due
 from entries.models import Ballot
-from lifecycle.services import drop_create, lottery_close
+from lifecycle.services import drop_create
 from notifications.models import Notification
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def drawn_drop(make_player, enter, settings):
-    """2 units, 2 alternates, 6 entrants (each with a phone number), drawn now."""
-    settings.DROP_CLAIM_SECONDS = 600
-    now = timezone.now()
-    drop = drop_create(
-        title="Messages", prize="Bike", prize_quantity=2, alternates_count=2,
-        opens_at=now - timedelta(hours=1), closes_at=now + timedelta(minutes=1), source="system",
-    )  # fmt: skip
-    for _ in range(6):
-        enter(drop, make_player())
-    draw = lottery_close(lottery_id=drop.pk, source="timer", now=drop.closes_at).draw
-    assert draw is not None
-    return draw
 
 
 def told(draw, kind):
