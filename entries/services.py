@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -413,24 +414,26 @@ class StakePlayer:
     is_banned: bool
 
 
-def _create_stake_players_sql() -> tuple[str, dict[str, Any]]:
+@cache
+def _create_stake_players_statement() -> tuple[str, tuple[tuple[str, Any], ...]]:
     """INSERT ... SELECT unnest of the players a batch of stakes names, every other column at its field's default.
 
-    The table and columns come from ``Player._meta``: a field added to the
-    model gets its default here too (a field with neither a default nor NULL
-    would have to be named below).
+    Built once per process from ``Player._meta``: a field added to the model
+    gets its default here too (a field with neither a default nor NULL would
+    have to be named below). Returns the text and the defaulted fields by
+    parameter name; their values are taken per batch (``now`` for date_joined).
     """
     given = {"username": "u.username", "external_account_id": "u.external_id", "password": "%(password)s"}
     columns: list[str] = []
     values: list[str] = []
-    defaults: dict[str, Any] = {}
+    defaulted: list[tuple[str, Any]] = []
     for field in Player._meta.concrete_fields:
         if field.primary_key:
             continue
         if field.attname in given:
             value = given[field.attname]
         elif field.has_default() or field.get_default() is not None:
-            defaults[f"default_{field.attname}"] = field.get_default()  # now for date_joined, "" for a name
+            defaulted.append((f"default_{field.attname}", field))  # now for date_joined, "" for a name
             value = f"%(default_{field.attname})s"
         elif field.null:
             continue
@@ -444,7 +447,13 @@ def _create_stake_players_sql() -> tuple[str, dict[str, Any]]:
         " FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)"
         " ON CONFLICT (username) DO NOTHING"
     )
-    return sql, defaults
+    return sql, tuple(defaulted)
+
+
+def _create_stake_players_sql() -> tuple[str, dict[str, Any]]:
+    """The statement, and this batch's values for its defaulted columns."""
+    sql, defaulted = _create_stake_players_statement()
+    return sql, {name: field.get_default() for name, field in defaulted}
 
 
 _STAKE_PLAYERS_LOCK_SQL = sql(
