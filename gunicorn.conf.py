@@ -28,3 +28,10 @@ limit_request_line = 4094
 limit_request_fields = 50
 # One header field, name and value, longer than this (a session cookie is far shorter).
 limit_request_field_size = 8190
+
+
+def post_fork(server: object, worker: object) -> None:
+    """Each worker sets up its own telemetry after the fork (core.process)."""
+    from core.process import started
+
+    started("web")

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 from kafka.errors import KafkaError
 
+from core.process import started
 from core.resilience import Outage, drop_database_connection
 from outbox.events import TOPICS
 from outbox.kafka import TopicGuard
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        started("relay")
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)

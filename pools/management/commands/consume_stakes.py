@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 
+from core.process import started
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics
 from outbox.relay import Backoff
@@ -21,6 +22,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        started("consumer")
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)

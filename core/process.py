@@ -1,0 +1,36 @@
+"""What each process does once it is running on its own: after gunicorn's fork, in each Celery
+worker child, at the start of beat and of the long-running commands.
+
+Telemetry (traces, JSON logs, metrics) must be set up after a fork, never
+before: an exporter's thread or a metrics registry set up in the parent
+would be shared, or lost, by the children. ``started(service)`` is the one
+call each process makes; it is idempotent, so a second entry point in the
+same process (wsgi.py after gunicorn's ``post_fork``) changes nothing.
+
+Service names: ``web``, ``worker``, ``beat``, ``relay``, ``consumer``
+(and ``cli`` for the one-off commands). ``OTEL_SERVICE_NAME`` overrides the
+name, as OpenTelemetry's own convention has it (the SMS worker is a Celery
+worker started with ``OTEL_SERVICE_NAME=notifier``).
+"""
+
+import os
+import threading
+
+_lock = threading.Lock()
+_service: str | None = None
+
+
+def service_name() -> str:
+    """This process's service name: the one ``started`` was given, or ``cli`` before that."""
+    return _service or os.environ.get("OTEL_SERVICE_NAME") or "cli"
+
+
+def started(service: str) -> None:
+    """Set up this process's telemetry as ``service`` (once per process; later calls do nothing)."""
+    global _service
+    with _lock:
+        if _service is not None:
+            return
+        _service = os.environ.get("OTEL_SERVICE_NAME") or service
+    # Each part of the telemetry adds its own set-up here, in this order:
+    # logs first (so the others' start-up lines are JSON), then traces, then metrics.
