@@ -1,9 +1,9 @@
 """Seeds, the draw itself, awards and verification.
 
-The draw never loads the ballots into Python: PostgreSQL computes the
-entries digest (``sha256`` over ``int8send(id)`` in id order, byte for byte
-what ``draws.algorithm.entries_digest`` computes) and maps the few winning
-positions back to ballot ids. Python only runs the HMAC stream.
+The draw reads the ballots once, as bytes: PostgreSQL sends the valid ids in
+order packed as ``int8send`` (8 bytes each), Python hashes them (byte for byte
+what ``draws.algorithm.entries_digest`` computes over the ids) and reads the
+winning positions out of the same bytes. No Python object per ballot.
 """
 
 import logging
@@ -31,24 +31,14 @@ from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
-_DIGEST_SQL = sql(
+# One pass over the lottery's valid ballots: their ids, in order, packed as int8send
+# (8 bytes each: 8 MB for a million, bytes and not a Python object per ballot). Python
+# hashes them (the entries digest) and reads the winning positions out of the same bytes.
+_ENTRIES_SQL = sql(
     """
-SELECT count(*), encode(sha256(coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)), 'hex')
+SELECT coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)
 FROM {Ballot}
 WHERE lottery_id = %(lottery)s AND status = {valid}
-""",
-    Ballot=Ballot,
-    valid=Ballot.Status.VALID,
-)
-
-_POSITIONS_SQL = sql(
-    """
-SELECT position, id FROM (
-    SELECT id, row_number() OVER (ORDER BY id) - 1 AS position
-    FROM {Ballot}
-    WHERE lottery_id = %(lottery)s AND status = {valid}
-) numbered
-WHERE position = ANY(%(positions)s)
 """,
     Ballot=Ballot,
     valid=Ballot.Status.VALID,
@@ -74,27 +64,28 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
 
     The caller holds ``SELECT ... FOR UPDATE`` on the lottery row, inside a
     transaction, with the lottery in state ``closed``: by the lock protocol
-    no ballot of it can be inserted or voided meanwhile, so both statements
-    below see the same list. Returns ``None`` when there is no valid ballot
+    no ballot of it can be inserted or voided meanwhile, so the one read
+    below is the sealed list. Returns ``None`` when there is no valid ballot
     (the caller cancels the lottery).
     """
     if not connection.in_atomic_block:
         raise RuntimeError("draw_run must run inside the caller's transaction")
     with connection.cursor() as cursor:
-        cursor.execute(_DIGEST_SQL, {"lottery": lottery.pk})
-        entries_count, digest = cursor.fetchone()
+        cursor.execute(_ENTRIES_SQL, {"lottery": lottery.pk})
+        packed = bytes(cursor.fetchone()[0])
+    entries_count = len(packed) // algorithm.ID_BYTES
     if entries_count == 0:
         return None
+    digest = algorithm.packed_digest(packed)
 
     seed = bytes(LotterySeed.objects.get(lottery=lottery).seed)
     picks = lottery.winners_count + lottery.alternates_count
     positions = algorithm.winning_positions(
         seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=picks
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_POSITIONS_SQL, {"lottery": lottery.pk, "positions": positions})
-        id_at = dict(cursor.fetchall())
-    winning_ids, alternate_ids = algorithm.split_picks([id_at[p] for p in positions], lottery.winners_count)
+    picked_ids = [algorithm.packed_id_at(packed, p) for p in positions]
+    del packed
+    winning_ids, alternate_ids = algorithm.split_picks(picked_ids, lottery.winners_count)
 
     draw = Draw.objects.create(
         lottery=lottery,
