@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         f"  draw      lottery_close:      {draw_seconds * 1000:8.1f} ms = {ratio:.2f} x the digest query"
         f" (goal: at most {DIGEST_GOAL}), {draw_seconds / baseline:.1f} x count(*)   (goal: under 2000 ms)"
     )
-    print(f"            {len(queries.captured_queries)} SQL statements; slowest:")
+    print(
+        f"            {len(queries.captured_queries)} SQL statements in Django's log (not the entries read, which"
+        " runs on a binary cursor of its own); slowest:"
+    )
     for query in slowest:
         print(f"              {float(query['time']) * 1000:8.1f} ms  {' '.join(query['sql'].split())[:90]}")
     print(f"  memory    {draw_memory.describe()}   (goal: under 100 MB)")

@@ -193,10 +193,19 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
         for note in phase.notes:
             print(f"            {note}")
     print(f"  verified  {len(known):,} events sent (warm-up included): {missing} missing, {extra} extra")
-    if missing or extra:
+    valid = not missing and not extra and all(p.latencies_ms for p in phases)
+    if not valid:
         print("  !! INVALID RUN: events missing on the topics, or extra records (duplicates or unknown)")
-        return 1
-    return 0
+    figures: dict[str, float | int | str] = {}
+    goals: dict[str, bool] = {}
+    for phase in phases:
+        if phase.latencies_ms:
+            figures[f"{phase.name}_p50_ms"] = round(phase.percentile(50), 1)
+            figures[f"{phase.name}_p99_ms"] = round(phase.percentile(99), 1)
+            if phase.name != "bare":
+                goals[f"{phase.name} p99 under 250 ms"] = phase.percentile(99) < 250
+    _common.summary("relay_latency", valid=valid, figures=figures, goals=goals)
+    return 0 if valid else 1
 
 
 # --- Producing ---------------------------------------------------------------------

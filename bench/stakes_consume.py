@@ -152,6 +152,13 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
             f"  checks    ok: each stake read once by the baseline; {len(stakes):,} stakes stored, counted "
             "received == applied, pooled as expected, every closed pool queued for a draw"
         )
+    _common.summary(
+        "stakes_consume",
+        valid=not problems,
+        figures={"platform_stakes_per_s": round(platform.rate), "bare_read_stakes_per_s": round(bare.rate)},
+        ratios={"platform/bare_read": round(platform.rate / bare.rate, 3)},
+        goals={"platform/bare_read >= 0.25": platform.rate / bare.rate >= 0.25},
+    )
     return 1 if problems else 0
 
 
