@@ -7,8 +7,11 @@ waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 """
 
 import logging
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -41,26 +44,88 @@ def publish(*events: DomainEvent) -> int:
         raise RuntimeError("outbox.publish must run inside the transaction that makes the change")
     if not events:
         return 0
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)  # W3C traceparent of the active trace, if any
-    headers = Jsonb(carrier)
-    rows = [
-        {
-            "event_id": event.id,
-            "event_type": event.type,
-            "topic": event.route.topic,
-            "message_type": event.route.message_type,
-            "key": event.aggregate_id,
-            "value": event.to_json(),
-            "headers": headers,
-            "state": OutboxEvent.State.PENDING,
-            "created_at": event.occurred_at,
-        }
-        for event in events
-    ]
-    write_rows(OutboxEvent, rows)
+    headers = _headers()
+    write_rows(OutboxEvent, [_row(event, headers) for event in events])
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
+
+
+def _headers() -> Jsonb:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # W3C traceparent of the active trace, if any
+    return Jsonb(carrier)
+
+
+def _row(event: DomainEvent, headers: Jsonb) -> dict[str, Any]:
+    """The outbox row of an event: the one shape, whichever way it is written."""
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "topic": event.route.topic,
+        "message_type": event.route.message_type,
+        "key": event.aggregate_id,
+        "value": event.to_json(),
+        "headers": headers,
+        "state": OutboxEvent.State.PENDING,
+        "attempts": 0,
+        "last_error": "",
+        "created_at": event.occurred_at,
+    }
+
+
+# The id an event is built with when the statement that stores it creates its subject (not yet numbered).
+# No row has it (ids are positive); its JSON spelling is unique in an envelope.
+ID_MARK = -(2**63) + 1
+_COLUMNS = ("event_id", "event_type", "topic", "message_type", "key", "value", "headers", "state", "attempts",
+            "last_error", "created_at")  # fmt: skip
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class StatementEvent:
+    """An event stored by the very statement that creates what it is about: one CTE of that statement.
+
+    ``sql`` is an ``INSERT ... SELECT ... FROM <source>`` storing one outbox
+    row per row of ``source`` (a CTE of the caller's statement, usually the
+    one that inserted the subject), with the event's ``ID_MARK`` replaced by
+    the subject's new id; ``params`` are its named parameters (``outbox_*``),
+    to merge with the statement's own. One statement is atomic by itself:
+    the event commits with the change, or neither does, with or without a
+    transaction around it, and in one round trip. After running it, call
+    ``published``.
+    """
+
+    sql: str
+    params: dict[str, Any]
+
+
+def statement_event(event: DomainEvent, *, source: str, id_column: str = "id") -> StatementEvent:
+    """The CTE body that stores ``event`` (built with ``ID_MARK`` as its subject's id) from ``source``."""
+    if not (_IDENTIFIER.fullmatch(source) and _IDENTIFIER.fullmatch(id_column)):
+        raise ValueError("source and id_column must be plain SQL identifiers")
+    value = event.to_json()
+    mark = str(ID_MARK)
+    if value.count(mark) != 1:
+        raise ValueError("the event must carry ID_MARK exactly once, where its subject's id goes")
+    row = _row(event, _headers())
+    params = {f"outbox_{column}": row[column] for column in _COLUMNS}
+    params["outbox_mark"] = mark
+    values = [
+        f"replace(%(outbox_value)s, %(outbox_mark)s, {source}.{id_column}::text)"
+        if column == "value"
+        else f"%(outbox_{column})s"
+        for column in _COLUMNS
+    ]
+    statement = (
+        f"INSERT INTO {OutboxEvent._meta.db_table} ({', '.join(_COLUMNS)}) "  # noqa: S608 (names from the code)
+        f"SELECT {', '.join(values)} FROM {source}"
+    )
+    return StatementEvent(sql=statement, params=params)
+
+
+def published() -> None:
+    """After a statement stored a ``statement_event``: the relay is kicked once the change commits."""
+    transaction.on_commit(kick_relay, robust=True)
 
 
 def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> int:
