@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -266,13 +267,13 @@ def test_a_ballot_whose_connection_died_after_its_statement_committed_is_found_n
         def __exit__(self, *exc: object) -> None:
             self.cursor.close()
 
-        def execute(self, statement: str, params: object) -> None:
+        def execute(self, statement: str, params: Any) -> None:
             self.cursor.execute(statement, params)  # autocommit: the ballot and its event are committed
             lost.append(True)
             connection.connection.close()  # the connection is gone before the answer is read
             raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services.connection, "cursor", lambda: CommittedThenLost() if not lost else real_cursor())
+    monkeypatch.setattr(connection, "cursor", lambda: CommittedThenLost() if not lost else real_cursor())
 
     # when the player submits a ballot
     result = services.ballot_submit(lottery_id=lottery.pk, player=player)
