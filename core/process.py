@@ -34,3 +34,6 @@ def started(service: str) -> None:
         _service = os.environ.get("OTEL_SERVICE_NAME") or service
     # Each part of the telemetry adds its own set-up here, in this order:
     # logs first (so the others' start-up lines are JSON), then traces, then metrics.
+    from core.prometheus import process_started  # after the fork: gunicorn's post_fork runs before Django is set up
+
+    process_started(service)

@@ -4,13 +4,29 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
+
+from core import task_metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 
 app = Celery("lottery_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+task_metrics.connect()  # runs, outcomes and run time of every task, in whichever process runs it
+
+
+@worker_init.connect
+def _worker_main_started(sender: Any, **kwargs: Any) -> None:
+    """The worker's main process, before it forks its pool: its metrics port (core.prometheus)."""
+    from celery import concurrency
+    from celery.concurrency.prefork import TaskPool
+
+    from core import prometheus
+
+    pool = concurrency.get_implementation(sender.pool_cls)
+    prefork = isinstance(pool, type) and issubclass(pool, TaskPool)
+    prometheus.worker_started(prefork=prefork, collectors=[task_metrics.QueueDepthCollector(app)])
 
 
 @worker_process_init.connect
@@ -19,6 +35,13 @@ def _worker_started(**kwargs: Any) -> None:
     from core.process import started
 
     started("worker")
+
+
+@worker_process_shutdown.connect
+def _worker_stopped(**kwargs: Any) -> None:
+    from core import prometheus
+
+    prometheus.process_exited(os.getpid())
 
 
 @beat_init.connect

@@ -326,7 +326,7 @@ KAFKA_METADATA_MAX_AGE_MS = env_int("KAFKA_METADATA_MAX_AGE_MS", 10000, minimum=
 # How often a long-running process checks that its topics still exist (a broker
 # that restarted empty would otherwise auto-create them with its own partition count).
 KAFKA_TOPICS_CHECK_SECONDS = env_int("KAFKA_TOPICS_CHECK_SECONDS", 30, minimum=1)
-# Port of the consumer process's own /metrics (0: none).
+# Port of the consumer process's own /metrics (0: none; see METRICS_BIND_ADDRESS).
 STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
 
 # Live settings (core.live): how long a process keeps the values set in admin before reading them again.
@@ -548,3 +548,8 @@ for _network in METRICS_ALLOWED_CIDRS:
     except ValueError:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {_network!r} is not a network") from None
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# The processes without a web server answer their own /metrics on these ports (0: none), at this address,
+# to the same callers (core.prometheus). A Celery worker's port is its main process's: every pool child's counts.
+METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
+RELAY_METRICS_PORT = env_int("RELAY_METRICS_PORT", 0, minimum=0)
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)

@@ -79,8 +79,12 @@ CROSS JOIN LATERAL (
     published=OutboxEvent.State.PUBLISHED,
 )
 
+# Returns each event's time in the outbox, commit to acknowledgement (the publish lag metric).
 _MARK_PUBLISHED_SQL = sql(
-    "UPDATE {OutboxEvent} SET state = {published}, published_at = %s WHERE id = ANY(%s)",
+    """
+UPDATE {OutboxEvent} SET state = {published}, published_at = %(now)s WHERE id = ANY(%(ids)s)
+RETURNING extract(epoch FROM %(now)s - created_at)::float8
+""",
     OutboxEvent=OutboxEvent,
     pending=OutboxEvent.State.PENDING,
     failed=OutboxEvent.State.FAILED,
@@ -158,6 +162,7 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
             first_blocker = dict(cursor.fetchall())
 
         by_id = {r.id: r for r in rows}
+        lags: list[float] = []
         sendable = [r for r in rows if r.id < first_blocker.get(r.key, r.id + 1)]
         held_back = len(rows) - len(sendable)
         sent, failures, broker_error = _send(sendable)
@@ -166,7 +171,8 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
 
         with connection.cursor() as cursor:
             if published:
-                cursor.execute(_MARK_PUBLISHED_SQL, [timezone.now(), published])
+                cursor.execute(_MARK_PUBLISHED_SQL, {"now": timezone.now(), "ids": published})
+                lags = [lag for (lag,) in cursor.fetchall()]
                 for event_type, count in Counter(row.event_type for row in sent).items():
                     metrics.published_total.labels(event_type).inc(count)
             for row_id, error in failures.items():
@@ -176,6 +182,9 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
                     {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
                 )
     result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
+    for lag in lags:  # committed: the events are out
+        metrics.publish_lag.observe(max(0.0, lag))
+    metrics.batch_duration.observe(time.monotonic() - started)
     logger.info(
         "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
         result.claimed,
