@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from core.db import sql, write_rows
-from draws import algorithm
+from draws import algorithm, metrics
 from draws.errors import AwardNotClaimable, AwardNotFound
 from draws.events import award_created, award_forfeited
 from draws.models import Draw, DrawVerificationRecord, LotteryAward, LotterySeed
@@ -54,6 +54,7 @@ def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> Non
     write_rows(LotterySeed, [{"lottery_id": lottery.pk, "seed": seed, "created_at": now} for lottery, seed in seeds])
 
 
+@metrics.timed_draw
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """Seal the entries, reveal the seed, pick the winners and then the alternates, create the awards.
@@ -182,6 +183,7 @@ def award_claim(*, award_id: int, player: Player, now: datetime | None = None) -
             raise AwardNotClaimable(details={"award_id": award.pk, "status": award.status, "claim_deadline": until})
         award.status, award.claimed_at = LotteryAward.Status.CLAIMED, now
         award.save(update_fields=["status", "claimed_at"])
+        metrics.claimed()
     logger.info("award claimed", extra={"award_id": award.pk, "lottery_id": award.lottery_id})
     return award
 
@@ -221,6 +223,7 @@ def award_forfeit(*, award_id: int, reason: str, now: datetime | None = None) ->
             publish(award_created(promoted, draw=award.draw, player_external_id=external_id))
             for hook in ON_PROMOTED:
                 hook(promoted, now)
+        metrics.forfeited(reason=reason, kind=lottery.kind, promoted=promoted is not None)
     logger.info(
         "award forfeited",
         extra={"award_id": award_id, "reason": reason, "promoted_award_id": promoted and promoted.pk},

@@ -25,7 +25,9 @@ from django.utils import timezone
 
 from core.authorization import actor_id, require_permission
 from core.db import column_of, sql
+from core.errors import ApplicationError
 from core.resilience import drop_database_connection
+from entries import metrics
 from entries.errors import (
     BallotLimitReached,
     BanReasonRequired,
@@ -150,7 +152,20 @@ def ballot_submit(
     ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
     first result (or raises the first result's error) without a second ballot.
     Takes no lock itself beyond the statement; safe in or out of a transaction.
+    Each call is counted in ``entries.metrics``: accepted, replayed, or refused by code.
     """
+    try:
+        submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
+    except ApplicationError as refused:
+        metrics.ballot_refused(refused.code)
+        raise
+    metrics.ballot_counted(replayed=submitted.replayed)
+    return submitted
+
+
+def _ballot_submit(
+    *, lottery_id: int, player: Player, idempotency_key: str | None, now: datetime | None
+) -> SubmittedBallot:
     now = now or timezone.now()
     params: dict[str, Any] = {
         "lottery_id": lottery_id,

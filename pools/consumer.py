@@ -37,12 +37,13 @@ from outbox.models import DeadLetter, InboxMessage
 from outbox.pipeline import CONSUMER as CONSUMER_PROCESS
 from outbox.pipeline import heartbeat
 from outbox.relay import Backoff
+from pools import metrics
 from pools.services import pools_enter
 from pools.stake_messages import StakeMessage, StakeRefused, parse_stake
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = "stakes"
+CONSUMER = metrics.CONSUMER
 # Players created from stakes never log in here: an unusable password (no per-player hashing).
 
 
@@ -111,6 +112,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
         _produce_dead_letters(new_refusals)
         counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
+        transaction.on_commit(lambda: metrics.stakes_counted(tallies))
     return StakeBatch(tallies=dict(tallies))
 
 
@@ -191,6 +193,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
         request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
     )
     loop = _ConsumerLoop(consumer, should_stop)
+    metrics.lag.register()
     try:
         while not should_stop():
             heartbeat(CONSUMER_PROCESS)
@@ -198,6 +201,7 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
                 continue
             loop.subscription.check()
             polled = consumer.poll(timeout_ms=500)
+            metrics.lag.fetched(consumer, polled)
             if not any(polled.values()):
                 close_old_connections()
                 continue
@@ -229,6 +233,7 @@ class _ConsumerLoop:
 
     def handle(self, polled: dict[Any, list[Any]]) -> StakeBatch | None:
         """Apply the batch, then commit its offsets; on trouble seek back, back off and return ``None``."""
+        began = time.monotonic()
         try:
             result = handle_batch([record for partition_records in polled.values() for record in partition_records])
         except (DatabaseError, KafkaError) as error:
@@ -241,6 +246,7 @@ class _ConsumerLoop:
                 self.consumer.seek(tp, partition_records[0].offset)
             self._back_off(error, self.outages["kafka" if isinstance(error, KafkaError) else "database"])
             return None
+        metrics.batch_duration.labels(CONSUMER).observe(time.monotonic() - began)
         self.backoff.reset()
         for outage in self.outages.values():
             outage.recovered()
@@ -265,6 +271,8 @@ class _ConsumerLoop:
             # A rebalance or a broker blip: the batch is committed in the
             # database, so whoever reads it again finds it in the inbox.
             logger.warning("offset commit failed; the batch will be redelivered and deduplicated: %s", error)
+            return
+        metrics.lag.committed({tp: (records[-1].offset + 1, records[-1].timestamp) for tp, records in polled.items()})
 
     def _back_off(self, error: BaseException, outage: Outage) -> None:
         delay = self.backoff.next_delay()
@@ -311,7 +319,7 @@ class _StakesSubscription(ConsumerRebalanceListener):
         self.known = current
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
+        metrics.lag.revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if self.rewind and assigned:

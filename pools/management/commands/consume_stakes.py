@@ -6,7 +6,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from kafka.errors import KafkaError
-from prometheus_client import start_http_server
 
 from core.process import started
 from outbox.events import TOPICS
@@ -35,8 +34,6 @@ class Command(BaseCommand):
                 delay = backoff.next_delay()
                 self.stderr.write(f"Kafka unavailable ({error}); retrying in {delay:.1f} s")
                 time.sleep(delay)
-        if settings.STAKES_CONSUMER_METRICS_PORT:
-            start_http_server(settings.STAKES_CONSUMER_METRICS_PORT)
         self.stdout.write(f"consuming {settings.STAKES_TOPIC} as {settings.STAKES_CONSUMER_GROUP}")
         consume(should_stop=lambda: self.stopping, on_batch=self._report)
         self.stdout.write("consumer stopped")
