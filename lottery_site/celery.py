@@ -21,12 +21,16 @@ def _worker_main_started(sender: Any, **kwargs: Any) -> None:
     """The worker's main process, before it forks its pool: its metrics port (core.prometheus)."""
     from celery import concurrency
     from celery.concurrency.prefork import TaskPool
+    from django.core.exceptions import ImproperlyConfigured
 
     from core import prometheus
 
     pool = concurrency.get_implementation(sender.pool_cls)
     prefork = isinstance(pool, type) and issubclass(pool, TaskPool)
-    prometheus.worker_started(prefork=prefork, collectors=[task_metrics.QueueDepthCollector(app)])
+    try:
+        prometheus.worker_started(prefork=prefork, collectors=[task_metrics.QueueDepthCollector(app)])
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"worker not started: {error}") from error  # Celery would log any Exception and go on
 
 
 @worker_process_init.connect

@@ -93,6 +93,45 @@ class ManagePy:
             raise AssertionError(f"did not stop within {timeout} s of SIGTERM; killed.\n{out}\n{err}") from None
 
 
+class CeleryWorker:
+    """A Celery worker process (``celery worker`` with ``args``) on the test database, Redis and broker.
+
+    Its output goes to a file; ``stop`` returns it, ``kill`` is SIGKILL.
+    """
+
+    def __init__(self, *args: str, **env: str) -> None:
+        db = settings.DATABASES["default"]
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "--app", "lottery_site", "worker", "--loglevel", "INFO",
+             "--without-mingle", "--without-gossip", *args],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+                 "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+                 "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS), **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return os.pread(self._log.fileno(), 1 << 20, 0).decode(errors="replace")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.seek(0)
+        return self._log.read()
+
+
 def manage_py(*args: str, env: dict[str, str] | None = None) -> ManagePy:
     return ManagePy(*args, env=env)
 

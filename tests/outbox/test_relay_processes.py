@@ -1,5 +1,6 @@
 """Relay processes against a real broker: outages, restarts, several relays at once."""
 
+import json
 import re
 import time
 from collections import defaultdict
@@ -15,7 +16,8 @@ from outbox.models import OutboxEvent
 from outbox.relay import RelayBrokerDown, relay_batch
 from outbox.services import publish
 from tests.concurrency import manage_py
-from tests.kafka import Broker, read_messages
+from tests.kafka import Broker, free_port, read_messages
+from tests.metrics import refused_status, value, wait_for_scrape
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -154,3 +156,29 @@ def test_a_long_lived_producer_recovers_from_a_broker_restart_without_parking_an
     assert set(OutboxEvent.objects.order_by().values_list("state", "attempts").distinct()) == {("published", 0)}
     messages = read_messages(own_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=400, timeout=30)
     assert_per_key_order(messages, keys, per_key=10)
+
+
+def test_the_relay_answers_its_own_metrics_port_to_the_allowed_callers_only(kafka_broker):
+    port = free_port()
+    # no network may scrape here: only the token
+    env = {"RELAY_METRICS_PORT": str(port), "METRICS_ALLOWED_CIDRS": "", "METRICS_TOKEN": "relay-scrape-token"}
+    relay = manage_py("relay_outbox", env=env)
+    try:
+        relay.wait_for_output("relaying outbox events")
+        write_events(30, [f"metrics-{n}" for n in range(3)])
+        wait_until_published(30)
+        samples = wait_for_scrape(
+            port,
+            lambda s: value(s, "lottery_outbox_published_total", event_type="LotteryClosed") == 30,
+            token="relay-scrape-token",
+            what="30 events published by the relay",
+        )
+        status, body = refused_status(port)
+    finally:
+        stop(relay)
+
+    assert value(samples, "lottery_outbox_publish_lag_seconds_count") == 30
+    assert (value(samples, "lottery_outbox_batch_duration_seconds_count") or 0) >= 1
+    assert "lottery_outbox_backlog" not in {name for name, _ in samples}  # web's, read from the database
+    assert status == 403
+    assert json.loads(body)["error"]["code"] == "permission_denied"

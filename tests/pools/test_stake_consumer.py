@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
@@ -20,12 +21,13 @@ from lotteries.models import Lottery
 from lottery_site.celery import app as celery_app
 from outbox.inbox import counters_total
 from outbox.kafka import ensure_topics
-from outbox.models import DeadLetter
+from outbox.models import DeadLetter, InboxMessage
 from outbox.relay import drain
 from pools.consumer import handle_batch
 from pools.models import Stake
 from tests.concurrency import manage_py, wait_for
-from tests.kafka import read_messages
+from tests.kafka import free_port, read_messages
+from tests.metrics import Samples, total, value, wait_for_scrape
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("kafka_broker")]
 
@@ -266,3 +268,52 @@ def test_a_stakes_topic_recreated_with_more_partitions_is_consumed_whole(stakes_
     # The recreated topic is read again from its start: what was seen already is a duplicate, nothing twice applied.
     assert totals["applied"] == 25
     assert totals["received"] == totals["applied"] + totals["duplicate"]
+
+
+def lag(samples: Samples, name: str) -> list[float]:
+    return [v for (n, labels), v in samples.items() if n == name and ("topic", settings.STAKES_TOPIC) in labels]
+
+
+def test_the_consumer_shows_its_stakes_and_its_lag_per_partition_on_its_own_port(kafka_broker, stakes_topic):
+    port = free_port()
+    consumer = manage_py("consume_stakes", env={**stakes_topic, "STAKES_CONSUMER_METRICS_PORT": str(port)})
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    db = settings.DATABASES["default"]
+    try:
+        produce([stake(player="lag-1", game=game), stake(player="lag-2", game=game), b"not json"])
+        caught_up = wait_for_scrape(
+            port,
+            lambda s: (
+                total(s, "lottery_stakes_total") == 3
+                and len(lag(s, "lottery_consumer_lag_messages")) == settings.KAFKA_TOPIC_PARTITIONS
+                and sum(lag(s, "lottery_consumer_lag_messages")) == 0
+            ),
+            what="three stakes taken, and no lag on any partition",
+        )
+        # The consumer stalls: its next batch waits for the inbox, which another transaction holds.
+        with psycopg.connect(f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}") as locker:
+            locker.execute(f"LOCK TABLE {InboxMessage._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+            produce([stake(player="lag-3", game=game), stake(player="lag-4", game=game)])
+            stalled = wait_for_scrape(
+                port,
+                lambda s: (
+                    sum(lag(s, "lottery_consumer_lag_messages")) == 2
+                    and max(lag(s, "lottery_consumer_lag_seconds")) >= 1
+                ),
+                what="a lag of two stakes, waiting for a second",
+            )
+        recovered = wait_for_scrape(
+            port,
+            lambda s: sum(lag(s, "lottery_consumer_lag_messages")) == 0 and total(s, "lottery_stakes_total") == 5,
+            what="the stalled batch committed",
+        )
+    finally:
+        stop(consumer)
+
+    assert value(caught_up, "lottery_stakes_total", outcome="applied") == 2
+    assert value(caught_up, "lottery_stakes_total", outcome="dead_lettered") == 1
+    assert set(lag(caught_up, "lottery_consumer_lag_seconds")) == {0.0}
+    assert min(lag(stalled, "lottery_consumer_lag_seconds")) == 0.0  # the partitions that got nothing new
+    assert set(lag(recovered, "lottery_consumer_lag_seconds")) == {0.0}
+    assert value(recovered, "lottery_stakes_total", outcome="applied") == 4
+    assert (value(recovered, "lottery_consumer_batch_duration_seconds_count", consumer="stakes") or 0) >= 2
