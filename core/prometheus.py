@@ -28,6 +28,7 @@ Unset, each process answers for itself alone (runserver, tests, a solo
 worker). gunicorn.conf.py makes a directory of its own when none is given.
 """
 
+import bisect
 import glob
 import ipaddress
 import json
@@ -40,7 +41,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, make_wsgi_app, multiprocess
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -95,6 +96,27 @@ def scrape_registry(collectors: Iterable[Collector] = (), *, children: bool = Tr
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe`` for each amount, in one increment per bucket rather than two per amount.
+
+    A relay batch observes up to OUTBOX_BATCH_SIZE lags; in multiprocess mode
+    each increment is a locked write to a file, and per amount that would cost
+    the relay a tenth of its throughput. Same result as observing one by one.
+    """
+    counts = [0] * len(histogram._upper_bounds)
+    total = 0.0
+    for amount in amounts:
+        counts[bisect.bisect_left(histogram._upper_bounds, amount)] += 1  # the first bound >= amount
+        total += amount
+    if not any(counts):
+        return
+    histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    histogram._sum.inc(total)
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 # --- Who may scrape -------------------------------------------------------------

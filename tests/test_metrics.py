@@ -19,6 +19,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
+from core import prometheus
 from lifecycle.tasks import close_lottery
 from lotteries.models import Lottery
 from lottery_site.celery import app
@@ -218,3 +219,22 @@ def test_the_platform_gauges_are_served_by_web_alone(client):
     for name in ("lottery_outbox_backlog", "lottery_heartbeat_age_seconds", "lottery_dead_letters_open"):
         assert name not in own
     assert "lottery_outbox_backlog" in web
+
+
+def test_many_amounts_observed_at_once_come_out_as_observed_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    amounts = [0.0, 0.01, 0.0100001, 0.3, 0.3, 5, 900, 901, 1e9]  # on the bounds, between, past the last
+    one, many = CollectorRegistry(), CollectorRegistry()
+    by_one = Histogram("lag_seconds", "lag", buckets=(0.01, 0.5, 5, 900), registry=one)
+    at_once = Histogram("lag_seconds", "lag", buckets=(0.01, 0.5, 5, 900), registry=many)
+    for amount in amounts:
+        by_one.observe(amount)
+    prometheus.observe_many(at_once, amounts)
+    prometheus.observe_many(at_once, [])
+
+    def without_created(registry: CollectorRegistry) -> str:
+        return "\n".join(line for line in generate_latest(registry).decode().splitlines() if "_created" not in line)
+
+    assert without_created(many) == without_created(one)
+    assert 'lag_seconds_bucket{le="0.01"} 2.0' in without_created(many)
