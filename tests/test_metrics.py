@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ def live_count(body: bytes) -> float:
     return value(samples, "django_http_responses_total_by_status_view_method_total", **labels) or 0.0
 
 
+def serving_pids(access_log: str) -> set[str]:
+    return set(re.findall(r"<<(\d+)>> /health/live", access_log))
+
+
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_under_two_gunicorn_workers_metrics_count_every_request_whichever_worker_served_it(tmp_path):
@@ -50,27 +55,36 @@ def test_under_two_gunicorn_workers_metrics_count_every_request_whichever_worker
     # One thread each, and the worker's pid on every access line: the load must reach both workers.
     env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "GUNICORN_CMD_ARGS": "--access-logformat '<%(p)s> %(U)s'"}
     with running_gunicorn(log, **env) as server:
-        before = server.send(request("GET", "/metrics"))
-        assert before.status == 200, before.body[:300]
         errors: list[BaseException] = []
 
-        def load() -> None:
+        def load(requests: int) -> None:
             try:
-                for _ in range(25):
+                for _ in range(requests):
                     assert server.send(request("GET", "/health/live")).status == 200
             except BaseException as error:  # reported below
                 errors.append(error)
 
-        threads = [threading.Thread(target=load) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        def at_once(clients: int, requests: int) -> None:
+            threads = [threading.Thread(target=load, args=(requests,)) for _ in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+
+        # The second worker loads Django after the first already answers: wait until both serve.
+        deadline = time.monotonic() + 90
+        while len(serving_pids(log.read_text())) < 2:
+            assert time.monotonic() < deadline, f"one worker only served: {log.read_text()[-3000:]}"
+            at_once(4, 5)
+        before = server.send(request("GET", "/metrics"))
+        assert before.status == 200, before.body[:300]
+        served_before = len(log.read_text())
+        at_once(8, 25)
         after = server.send(request("GET", "/metrics"))
 
     assert errors == []
     assert live_count(after.body) - live_count(before.body) == 8 * 25
-    serving = set(re.findall(r"<<(\d+)>> /health/live", log.read_text()))
+    serving = serving_pids(log.read_text()[served_before:])
     assert len(serving) == 2, f"the load reached workers {serving}"
     # The platform's own metrics are there too: counters of the workers and the scrape-time gauges.
     families = {name for name, _ in parse(after.body.decode())}
