@@ -113,8 +113,8 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
             "lottery_id": lottery.pk,
             "draw_id": draw.pk,
             "entries": entries_count,
-            "winners": winning_ids,
-            "alternates": alternate_ids,
+            "winning_ballot_ids": winning_ids,
+            "alternate_ballot_ids": alternate_ids,
             "unawarded_quantity": draw.unawarded_quantity,
         },
     )
@@ -182,7 +182,10 @@ def award_claim(*, award_id: int, player: Player, now: datetime | None = None) -
             raise AwardNotClaimable(details={"award_id": award.pk, "status": award.status, "claim_deadline": until})
         award.status, award.claimed_at = LotteryAward.Status.CLAIMED, now
         award.save(update_fields=["status", "claimed_at"])
-    logger.info("award claimed", extra={"award_id": award.pk, "lottery_id": award.lottery_id})
+    logger.info(
+        "award claimed",
+        extra={"award_id": award.pk, "lottery_id": award.lottery_id, "draw_id": award.draw_id, "player_id": player.pk},
+    )
     return award
 
 
@@ -223,7 +226,14 @@ def award_forfeit(*, award_id: int, reason: str, now: datetime | None = None) ->
                 hook(promoted, now)
     logger.info(
         "award forfeited",
-        extra={"award_id": award_id, "reason": reason, "promoted_award_id": promoted and promoted.pk},
+        extra={
+            "award_id": award_id,
+            "lottery_id": lottery.pk,
+            "draw_id": award.draw_id,
+            "player_id": award.player_id,
+            "reason": reason,
+            "promoted_award_id": promoted and promoted.pk,
+        },
     )
     return promoted
 
@@ -373,7 +383,10 @@ def draw_verification_stored(*, draw: Draw, now: datetime | None = None) -> Draw
                 recomputed_alternate_ballot_ids=result.recomputed_alternate_ballot_ids,
                 computed_at=now or timezone.now(),
             )
-            logger.info("draw verification stored", extra={"draw_id": draw.pk, "matches": result.matches})
+            logger.info(
+                "draw verification stored",
+                extra={"draw_id": draw.pk, "lottery_id": draw.lottery_id, "matches": result.matches},
+            )
     return record
 
 
