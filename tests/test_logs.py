@@ -189,6 +189,19 @@ def test_the_request_id_a_client_sends_is_echoed_and_in_every_line_of_its_reques
 
 
 @pytest.mark.django_db
+def test_the_lines_of_a_request_served_inside_a_span_carry_its_trace_id(api, lines):
+    tracer = TracerProvider().get_tracer("tests")
+
+    with tracer.start_as_current_span("GET /api/v1/lotteries") as span:
+        response = api.get(reverse("lottery-list"), HTTP_X_REQUEST_ID="traced-1")
+
+    assert response.status_code == 200
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    assert [(line["event"], line["trace_id"]) for line in lines()] == [("request_finished", trace_id)]
+    assert response.wsgi_request.META["lottery.trace_id"] == trace_id  # for gunicorn's access line
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("sent", [None, "", "has space", "x" * 129, "<script>", "a\u00e9b", "semi;colon"])
 def test_a_missing_or_unsafe_request_id_is_replaced_by_a_new_uuid(api, lines, sent):
     headers = {} if sent is None else {"HTTP_X_REQUEST_ID": sent}
