@@ -209,7 +209,7 @@ class TaskLogContext:
         from django_structlog.celery.receivers import CeleryReceiver
 
         self.receiver = CeleryReceiver()  # held here: Celery's signals keep weak references
-        task_prerun.connect(self.receiver.receiver_task_prerun)
+        task_prerun.connect(self.task_started)
         task_retry.connect(self.receiver.receiver_task_retry)
         task_success.connect(self.receiver.receiver_task_success)
         task_revoked.connect(self.receiver.receiver_task_revoked)
@@ -217,8 +217,13 @@ class TaskLogContext:
         task_rejected.connect(self.receiver.receiver_task_rejected)
         task_postrun.connect(self.task_ended)
 
-    def task_ended(self, **kwargs: Any) -> None:
-        structlog.contextvars.clear_contextvars()
+    def task_started(self, task_id: str, task: Any, **kwargs: Any) -> None:
+        if not task.request.is_eager:  # a task run in the caller's thread (apply) keeps the caller's context
+            self.receiver.receiver_task_prerun(task_id, task, **kwargs)
+
+    def task_ended(self, task: Any, **kwargs: Any) -> None:
+        if not task.request.is_eager:
+            structlog.contextvars.clear_contextvars()
 
 
 def logging_config(*, level: str, fmt: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 
 from core.logs import FIRST_KEYS, formatter
+from core.process import service_name
 from lifecycle.tasks import lottery_timer
 from lottery_site.celery import app as celery_app
 from outbox.tasks import relay_outbox
@@ -67,7 +68,7 @@ def test_a_standard_library_line_is_one_json_object_with_its_fields_and_the_ids_
     assert inside["trace_id"] == f"{context.trace_id:032x}"
     assert inside["span_id"] == f"{context.span_id:016x}"
     assert (inside["event"], inside["lottery_id"], inside["kind"]) == ("lottery opened", 7, "drop")
-    assert (inside["level"], inside["logger"], inside["service"]) == ("info", "lifecycle.services", "cli")
+    assert (inside["level"], inside["logger"], inside["service"]) == ("info", "lifecycle.services", service_name())
     assert datetime.fromisoformat(inside["timestamp"]).utcoffset() == timedelta(0)
     # outside any span (and any request) the ids are there, and null
     assert (outside["trace_id"], outside["span_id"], outside["request_id"]) == (None, None, None)
