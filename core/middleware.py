@@ -82,14 +82,16 @@ class RequestLogMiddleware(RequestMiddleware):
         rid = request.META["HTTP_X_REQUEST_ID"] = request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.__dict__.pop("headers", None)  # request.headers, if a middleware above read it, is built anew
         context = trace.get_current_span().get_span_context()
+        ids: dict[str, str] = {}
         if context.is_valid:
-            request.META[TRACE_ID_ENVIRON] = trace.format_trace_id(context.trace_id)
-            request.META[SPAN_ID_ENVIRON] = trace.format_span_id(context.span_id)
+            ids["trace_id"] = request.META[TRACE_ID_ENVIRON] = trace.format_trace_id(context.trace_id)
+            ids["span_id"] = request.META[SPAN_ID_ENVIRON] = trace.format_span_id(context.span_id)
         response: HttpResponseBase = super().__call__(request)  # type: ignore[assignment]
         response[REQUEST_ID_HEADER] = rid
         # django-structlog cleared the context after its line; Django's own line for a 4xx or 5xx answer
-        # ("Not Found: /path") comes after every middleware has returned, and belongs to this request too.
-        structlog.contextvars.bind_contextvars(request_id=rid)
+        # ("Not Found: /path") comes after every middleware has returned, the request's span ended too,
+        # and belongs to this request all the same: its ids, until the response is closed.
+        structlog.contextvars.bind_contextvars(request_id=rid, **ids)
         self.bind_ip(request)
         self.bind_user_id(request)
         return response

@@ -195,10 +195,16 @@ def test_the_lines_of_a_request_served_inside_a_span_carry_its_trace_id(api, lin
 
     with tracer.start_as_current_span("GET /api/v1/lotteries") as span:
         response = api.get(reverse("lottery-list"), HTTP_X_REQUEST_ID="traced-1")
+    with tracer.start_as_current_span("GET /api/v1/nowhere") as missed:
+        assert api.get("/api/v1/nowhere").status_code == 404
 
     assert response.status_code == 200
-    trace_id = f"{span.get_span_context().trace_id:032x}"
-    assert [(line["event"], line["trace_id"]) for line in lines()] == [("request_finished", trace_id)]
+    trace_id, other = (f"{s.get_span_context().trace_id:032x}" for s in (span, missed))
+    assert [(line["event"], line["trace_id"]) for line in lines()] == [
+        ("request_finished", trace_id),
+        ("request_finished", other),
+        ("Not Found: /api/v1/nowhere", other),  # Django's own line, written once every middleware has returned
+    ]
     assert response.wsgi_request.META["lottery.trace_id"] == trace_id  # for gunicorn's access line
 
 
