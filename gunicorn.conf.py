@@ -18,6 +18,10 @@ workers = int(os.environ.get("GUNICORN_WORKERS") or os.environ.get("WEB_CONCURRE
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 # Access log on stdout; GUNICORN_ACCESS_LOG="" turns it off (the benchmarks do).
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# gunicorn's own lines (its error log, the access log) as JSON like every other line (core.logs).
+logger_class = "core.gunicorn_logging.Logger"
+# The master's own lines (booting a worker, a worker's timeout) name the service its workers serve.
+os.environ.setdefault("OTEL_SERVICE_NAME", "web")
 # No gunicornc control socket (gunicorn 25.1 and later make one in $HOME, which
 # the image's user does not have, and which two servers on one machine would share).
 control_socket_disable = True

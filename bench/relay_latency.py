@@ -33,6 +33,7 @@ lottery_bench_latency and flushes Redis database 14 (the Celery broker here).
 """
 
 import argparse
+import json
 import math
 import multiprocessing
 import os
@@ -172,11 +173,12 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
                 phase = measure(Phase(relay, label), commit, events, consumer, args)
             phases.append(phase)
             relayed = len(phase.sent) + len(phase.warm)
-            batches = server.count("outbox batch:")
-            note = f"relay: {batches:,} batches sent events ({relayed / max(1, batches):.1f} events per batch)"
+            batches = server.lines("outbox batch")
+            per_batch = relayed / max(1, len(batches))
+            note = f"relay: {len(batches):,} batches sent events ({per_batch:.1f} events per batch)"
             if relay == "celery":
-                tasks = server.count("Task outbox.tasks.relay_outbox[", "] received")
-                note += f", {tasks:,} relay tasks ({relayed / max(1, tasks):.1f} events per task)"
+                tasks = len({line.get("task_id") for line in batches})  # the tasks that published something
+                note += f", {tasks:,} relay tasks sent events ({relayed / max(1, tasks):.1f} events per task)"
             phase.notes.append(note + ", warm-up included")
     finally:
         consumer.stop()
@@ -352,10 +354,14 @@ class Server:
             )
         return self
 
-    def count(self, *texts: str) -> int:
-        """Lines of the process's log holding every one of ``texts``."""
+    def lines(self, event: str) -> list[dict[str, Any]]:
+        """The process's log lines (JSON, core.logs) of this event."""
+        found = []
         with self.log_path.open(errors="replace") as log:
-            return sum(1 for line in log if all(text in line for text in texts))
+            for line in log:
+                if line.startswith("{") and (entry := json.loads(line)).get("event") == event:
+                    found.append(entry)
+        return found
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None

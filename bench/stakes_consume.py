@@ -527,6 +527,12 @@ def first_batch_started() -> float:
         return float(cursor.fetchone()[0])
 
 
+def batch_lines(log: Path) -> list[dict[str, Any]]:
+    """A consumer process's "stake batch" log lines."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "stake batch"]
+
+
 def measure_command(
     bootstrap: str, expect: int, log_level: str | None, tmp: Path, *, processes: int = 1, group: str | None = None
 ) -> Phase:
@@ -560,11 +566,13 @@ def measure_command(
                 codes.append(process.wait())
     started_at = first_batch_started()
     phase = Phase(name, counters()[1], done_at - started_at)  # the stakes applied
-    batches = [line for out in outs for line in out.read_text().splitlines() if line.startswith("received ")]
-    sizes = [int(line.split()[1].rstrip(",")) for line in batches]
+    # Their "stake batch" lines (INFO, JSON on stderr: core.logs): none with --log-level WARNING.
+    per_log = [batch_lines(log) for log in logs]
+    batches = [line for lines in per_log for line in lines]
+    sizes = [line["received"] for line in batches]
     log_lines = sum(len(log.read_text().splitlines()) for log in logs)
     if processes > 1:
-        per_process = [sum(1 for line in out.read_text().splitlines() if line.startswith("received ")) for out in outs]
+        per_process = [len(lines) for lines in per_log]
         phase.notes.append(f"batches per process: {per_process} (both took part)" if all(per_process) else
                            f"batches per process: {per_process}: one process did no work")  # fmt: skip
         if not all(per_process):

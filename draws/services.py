@@ -114,8 +114,8 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
             "lottery_id": lottery.pk,
             "draw_id": draw.pk,
             "entries": entries_count,
-            "winners": winning_ids,
-            "alternates": alternate_ids,
+            "winning_ballot_ids": winning_ids,
+            "alternate_ballot_ids": alternate_ids,
             "unawarded_quantity": draw.unawarded_quantity,
         },
     )
@@ -184,7 +184,10 @@ def award_claim(*, award_id: int, player: Player, now: datetime | None = None) -
         award.status, award.claimed_at = LotteryAward.Status.CLAIMED, now
         award.save(update_fields=["status", "claimed_at"])
         metrics.claimed()
-    logger.info("award claimed", extra={"award_id": award.pk, "lottery_id": award.lottery_id})
+    logger.info(
+        "award claimed",
+        extra={"award_id": award.pk, "lottery_id": award.lottery_id, "draw_id": award.draw_id, "player_id": player.pk},
+    )
     return award
 
 
@@ -226,7 +229,14 @@ def award_forfeit(*, award_id: int, reason: str, now: datetime | None = None) ->
         metrics.forfeited(reason=reason, kind=lottery.kind, promoted=promoted is not None)
     logger.info(
         "award forfeited",
-        extra={"award_id": award_id, "reason": reason, "promoted_award_id": promoted and promoted.pk},
+        extra={
+            "award_id": award_id,
+            "lottery_id": lottery.pk,
+            "draw_id": award.draw_id,
+            "player_id": award.player_id,
+            "reason": reason,
+            "promoted_award_id": promoted and promoted.pk,
+        },
     )
     return promoted
 
@@ -376,7 +386,10 @@ def draw_verification_stored(*, draw: Draw, now: datetime | None = None) -> Draw
                 recomputed_alternate_ballot_ids=result.recomputed_alternate_ballot_ids,
                 computed_at=now or timezone.now(),
             )
-            logger.info("draw verification stored", extra={"draw_id": draw.pk, "matches": result.matches})
+            logger.info(
+                "draw verification stored",
+                extra={"draw_id": draw.pk, "lottery_id": draw.lottery_id, "matches": result.matches},
+            )
     return record
 
 

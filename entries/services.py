@@ -225,7 +225,12 @@ def _ballot_submit(
         if ballot.status == Ballot.Status.REJECTED:
             logger.info(
                 "ballot rejected as duplicate entry",
-                extra={"lottery_id": lottery_id, "player_id": player.pk, "reason": ballot.rejection_reason},
+                extra={
+                    "lottery_id": lottery_id,
+                    "ballot_id": ballot.pk,
+                    "player_id": player.pk,
+                    "reason": ballot.rejection_reason,
+                },
             )
             raise _duplicate_entry(ballot)
         return SubmittedBallot(ballot=ballot, replayed=False)
@@ -590,7 +595,10 @@ def sms_opt_out(phone_number: str, source: str = ConsentSource.SMS_STOP) -> int:
         )
         for player in players:
             _apply_consent(player, opted_in=False, source=source, actor=None)
-    logger.info("sms opt-out by number", extra={"phone": mask_phone(number), "source": source, "players": len(players)})
+    logger.info(
+        "sms opt-out by number",
+        extra={"phone": mask_phone(number), "source": source, "player_ids": [player.pk for player in players]},
+    )
     return len(players)
 
 

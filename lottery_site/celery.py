@@ -3,10 +3,18 @@
 import os
 from typing import Any
 
-from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
+from celery import Celery, bootsteps
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from core import task_metrics
+from core.logs import TaskLogContext
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 
@@ -31,6 +39,34 @@ def _worker_main_started(sender: Any, **kwargs: Any) -> None:
         prometheus.worker_started(prefork=prefork, collectors=[task_metrics.QueueDepthCollector(app)])
     except ImproperlyConfigured as error:
         raise SystemExit(f"worker not started: {error}") from error  # Celery would log any Exception and go on
+
+
+class _TaskLogContextStep(bootsteps.Step):
+    """In a worker: each task's lines carry its task_id and the request_id of the request that queued it."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.receivers = TaskLogContext()
+        self.receivers.connect()
+
+
+app.steps["worker"].add(_TaskLogContextStep)
+
+
+@setup_logging.connect
+def _logging(**kwargs: Any) -> None:
+    """The platform's logging (core.logs) in the worker and beat too; connected, Celery sets up none of its own."""
+    from django.conf import settings
+
+    from core.logs import configure
+
+    configure(settings.LOGGING)
+
+
+@celeryd_init.connect
+def _worker_named(**kwargs: Any) -> None:
+    # The main worker process's own lines (connected, task received) name the service as its children do.
+    os.environ.setdefault("OTEL_SERVICE_NAME", "worker")
 
 
 @worker_process_init.connect

@@ -5,6 +5,7 @@ reads a file: a deployment is configured by its environment alone.
 """
 
 import ipaddress
+import logging
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.converters import DatabaseIdConverter
+from core.logs import logging_config
 
 # Django's and DRF's generic classes (ModelAdmin[Player], ...) at run time.
 django_stubs_ext.monkeypatch()
@@ -106,6 +108,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "axes",
+    "django_structlog",
     # The project's apps, from the ground floor up: each imports only the apps listed before it (bin/architecture).
     "core",
     "outbox",
@@ -119,6 +122,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Above every middleware that may answer: the request id is in every line of the request and on every answer.
+    "core.middleware.RequestLogMiddleware",
     # Above every middleware that reads the Host header or the body: /api/ answers stay JSON.
     "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -494,15 +499,20 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging --------------------------------------------------------------
 
+# One JSON object per line on stderr, in every process (core.logs; docs/observability.md, "Logs").
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# json, or console: readable lines for a terminal (bin/run).
+LOG_FORMAT = env_str("LOG_FORMAT", "json").strip().lower()
+LOGGING_CONFIG = "core.logs.configure"
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+# django-structlog: request_id (core.middleware.RequestLogMiddleware has checked the client's X-Request-ID,
+# or made one), user_id and ip bound for a request; request_id carried into the Celery tasks it queues.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# "request_finished" (status, duration) is the request's line; its start and its tasks' every step are DEBUG.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_SUCCESS_LOG_LEVEL = logging.DEBUG
 
 # --- HTTPS, the browser's content policy, /metrics -----------------------
 

@@ -156,7 +156,7 @@ class SimulatedGateway:
             return None
         logger.warning(
             INJECTED_FAILURE,
-            extra={"event": INJECTED_FAILURE, "recipient": mask_phone(message.to), "key": message.idempotency_key},
+            extra={"recipient": mask_phone(message.to), "key": message.idempotency_key},
         )
         return DeliveryFailed("simulated delivery failure")
 

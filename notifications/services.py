@@ -187,7 +187,12 @@ def broadcast_create(*, lottery: Lottery, players: "QuerySet[Player]", body: str
     if total:
         lottery_id, chains = lottery.pk, _chains(total)
         transaction.on_commit(lambda: _queue_batch(lottery_id, kind, chains=chains), robust=True)
-    logger.info("broadcast of lottery %s: %s SMS to send", lottery.pk, total)
+    logger.info(
+        "broadcast of lottery %s: %s SMS to send",
+        lottery.pk,
+        total,
+        extra={"lottery_id": lottery.pk, "broadcast_id": broadcast.pk, "messages": total},
+    )
     return broadcast
 
 
@@ -345,7 +350,10 @@ def _outcome_row(
     error = str(result) or type(result).__name__
     if message.attempts >= live("SMS_MAX_ATTEMPTS"):
         metrics.messages_total.labels(message.kind, "failed").inc()
-        logger.warning("%s SMS %s failed after %s attempts: %s", message.kind, message.id, message.attempts, error)
+        logger.warning(
+            "%s SMS %s failed after %s attempts: %s", message.kind, message.id, message.attempts, error,
+            extra={"notification_id": message.id, "kind": message.kind, "attempts": message.attempts},
+        )  # fmt: skip
         return (message.id, _FAILED, "", None, error, now, None), None
     metrics.messages_total.labels(message.kind, "retried").inc()
     delay = backoff_seconds(message.attempts)
@@ -395,7 +403,10 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> S
     except SmsRefused as refusal:
         result = refusal
     except Exception as error:  # a backend's own trouble: a failed attempt like any other, retried with the same key
-        logger.exception("SMS gateway error on %s SMS %s", message.kind, message.id)
+        logger.exception(
+            "SMS gateway error on %s SMS %s", message.kind, message.id,
+            extra={"notification_id": message.id, "kind": message.kind},
+        )  # fmt: skip
         result = DeliveryFailed(f"{type(error).__name__}: {error}")
     outcome = _finish(taken, [result])
     logger.info(
@@ -420,10 +431,16 @@ def notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None 
     try:
         results = gateway().send_batch([message.sms for message in taken])
     except Exception as error:  # the whole batch failed: each message retries with its own key
-        logger.exception("SMS gateway error on a batch of %s %s SMS of lottery %s", len(taken), kind, lottery_id)
+        logger.exception(
+            "SMS gateway error on a batch of %s %s SMS of lottery %s", len(taken), kind, lottery_id,
+            extra={"lottery_id": lottery_id, "kind": kind, "messages": len(taken)},
+        )  # fmt: skip
         results = [DeliveryFailed(f"{type(error).__name__}: {error}") for _ in taken]
     outcome = _finish(taken, results)
-    logger.info("%s SMS of lottery %s: %s of %s sent", kind, lottery_id, outcome.sent, len(taken))
+    logger.info(
+        "%s SMS of lottery %s: %s of %s sent", kind, lottery_id, outcome.sent, len(taken),
+        extra={"lottery_id": lottery_id, "kind": kind, "messages": len(taken), "sent": outcome.sent},
+    )  # fmt: skip
     return SendOutcome(
         taken=outcome.taken,
         sent=outcome.sent,

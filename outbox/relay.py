@@ -185,14 +185,24 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
     result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
     observe_many(metrics.publish_lag, (max(0.0, lag) for lag in lags))  # committed: the events are out
     metrics.batch_duration.observe(time.monotonic() - started)
-    logger.info(
-        "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
-        result.claimed,
-        result.published,
-        result.failed,
-        result.held_back,
-        (time.monotonic() - started) * 1000,
-        extra={"claimed": result.claimed, "published": result.published, "failed": result.failed},
+    for row_id, error in failures.items():
+        row = by_id[row_id]
+        logger.warning(
+            "outbox event failed",
+            extra={"event_id": row.event_id, "event_type": row.event_type, "topic": row.topic, "error": error},
+        )
+    # A batch that moved nothing (every row held back behind another relay's) is DEBUG: sweeps repeat it.
+    logger.log(
+        logging.INFO if result.published or result.failed else logging.DEBUG,
+        "outbox batch",
+        extra={
+            "batch_size": batch_size,
+            "claimed": result.claimed,
+            "published": result.published,
+            "failed": result.failed,
+            "held_back": result.held_back,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        },
     )
     if broker_error is not None:
         metrics.broker_unavailable_total.inc()
@@ -273,6 +283,8 @@ def _settle(
             continue
         if future.succeeded():
             acknowledged.append(row)
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_published(row, future.value)
             continue
         problem = future.exception if future.is_done else KafkaTimeoutError("no acknowledgement in time")
         if problem is None or kafka.is_broker_trouble(problem):
@@ -285,6 +297,19 @@ def _settle(
             f"{len(failures)} events failed and none was acknowledged: {next(iter(failures.values()))}"
         )
     return acknowledged, broker_error
+
+
+def _log_published(row: _Row, metadata: Any) -> None:
+    logger.debug(
+        "outbox event published",
+        extra={
+            "event_id": row.event_id,
+            "event_type": row.event_type,
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+        },
+    )
 
 
 @dataclass

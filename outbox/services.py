@@ -134,13 +134,14 @@ def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> in
     A staff ``actor`` needs ``replay_outbox_event``.
     """
     require_permission(actor, REPLAY_OUTBOX_EVENT)
+    ids = list(event_ids)
     with transaction.atomic():
-        count = OutboxEvent.objects.filter(pk__in=list(event_ids), state=OutboxEvent.State.FAILED).update(
+        count = OutboxEvent.objects.filter(pk__in=ids, state=OutboxEvent.State.FAILED).update(
             state=OutboxEvent.State.PENDING, attempts=0
         )
         if count:
             transaction.on_commit(kick_relay, robust=True)
-    logger.info("outbox events replayed", extra={"count": count})
+    logger.info("outbox events replayed", extra={"count": count, "outbox_ids": ids})
     return count
 
 

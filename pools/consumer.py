@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
@@ -90,6 +91,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 first.append((record, stake))
             else:
                 tallies[record.partition].duplicate += 1
+                _log_stake("stake duplicate", record, stake)
 
         players = players_for_stakes(external_ids={stake.player_external_id for _, stake in first})
         entering: list[StakeMessage] = []
@@ -100,20 +102,29 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 continue
             entering.append(replace(stake, player_id=player.pk))
             tallies[record.partition].applied += 1
+            _log_stake("stake applied", record, stake, player_id=player.pk)
         # A banned player's stake must not stay claimed: a replay after the unban applies it.
         _inbox_release([r for r in refusals if r.reason == "player_banned"], parsed)
         pools_enter(stakes=entering)
 
         new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals)
+        stake_ids = {(record.partition, record.offset): stake.stake_id for record, stake in parsed}
         for refusal in refusals:
             if refusal in new_refusals:
                 tallies[refusal.partition].dead_lettered += 1
             else:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
-        _produce_dead_letters(new_refusals)
+        _produce_dead_letters(new_refusals, stake_ids)
         counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
         transaction.on_commit(lambda: metrics.stakes_counted(tallies))
     return StakeBatch(tallies=dict(tallies))
+
+
+def _log_stake(event: str, record: Any, stake: StakeMessage, **fields: Any) -> None:
+    """One stake's DEBUG line: where it came from and which stake it is."""
+    if logger.isEnabledFor(logging.DEBUG):
+        fields.update(topic=record.topic, partition=record.partition, offset=record.offset, stake_id=stake.stake_id)
+        logger.debug(event, extra=fields)
 
 
 def _headers(record: Any) -> dict[str, bytes | None]:
@@ -146,8 +157,11 @@ def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
 
 
-def _produce_dead_letters(refusals: list[Refusal]) -> None:
-    """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit)."""
+def _produce_dead_letters(refusals: list[Refusal], stake_ids: dict[tuple[int, int], str]) -> None:
+    """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit).
+
+    Each is logged, with the stake's id when the message had a readable one (``stake_ids`` by partition and offset).
+    """
     if not refusals:
         return
     producer = kafka.producer()
@@ -166,7 +180,19 @@ def _produce_dead_letters(refusals: list[Refusal]) -> None:
     producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
     for future in futures:
         future.get(timeout=0)  # raises if the broker did not take it: the transaction rolls back
-    logger.info("stakes dead-lettered", extra={"count": len(refusals), "reasons": sorted({r.reason for r in refusals})})
+    for r in refusals:
+        logger.warning(
+            "stake dead-lettered",
+            extra={
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "stake_id": stake_ids.get((r.partition, r.offset)),
+                "reason": r.reason,
+                "error": r.error,
+                "dlq_topic": settings.STAKES_DLQ_TOPIC,
+            },
+        )
 
 
 def consume(*, should_stop: Any, on_batch: Any = None) -> None:
@@ -194,22 +220,24 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
     )
     loop = _ConsumerLoop(consumer, should_stop)
     metrics.lag.register()
-    try:
-        while not should_stop():
-            heartbeat(CONSUMER_PROCESS)
-            if not loop.topics_ready():
-                continue
-            loop.subscription.check()
-            polled = consumer.poll(timeout_ms=500)
-            metrics.lag.fetched(consumer, polled)
-            if not any(polled.values()):
-                close_old_connections()
-                continue
-            result = loop.handle(polled)
-            if result is not None and on_batch is not None:
-                on_batch(result)
-    finally:
-        consumer.close(autocommit=False)
+    # Every line of the loop, and of the services it calls, says which topic and group it consumes.
+    with structlog.contextvars.bound_contextvars(topic=settings.STAKES_TOPIC, group=settings.STAKES_CONSUMER_GROUP):
+        try:
+            while not should_stop():
+                heartbeat(CONSUMER_PROCESS)
+                if not loop.topics_ready():
+                    continue
+                loop.subscription.check()
+                polled = consumer.poll(timeout_ms=500)
+                metrics.lag.fetched(consumer, polled)
+                if not any(polled.values()):
+                    close_old_connections()
+                    continue
+                result = loop.handle(polled)
+                if result is not None and on_batch is not None:
+                    on_batch(result)
+        finally:
+            consumer.close(autocommit=False)
 
 
 class _ConsumerLoop:
@@ -252,11 +280,13 @@ class _ConsumerLoop:
             outage.recovered()
         self._commit_offsets(polled)
         logger.info(
-            "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
-            result.total("received"),
-            result.total("applied"),
-            result.total("duplicate"),
-            result.total("dead_lettered"),
+            "stake batch",
+            extra={
+                # Each partition's first and last offset in the batch.
+                "offsets": {tp.partition: [records[0].offset, records[-1].offset] for tp, records in polled.items()},
+                **{name: result.total(name) for name in ("received", "applied", "duplicate", "dead_lettered")},
+                "duration_ms": round((time.monotonic() - began) * 1000, 1),
+            },
         )
         return result
 

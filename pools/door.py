@@ -58,5 +58,13 @@ def stake_produce(*, message: dict[str, Any], actor: AbstractUser | None) -> Pro
         kafka.recover_producer(error)
         _stake_topics.stale()
         raise BrokerUnavailable(details={"error": type(error).__name__}) from None
-    logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
+    logger.info(
+        "stake produced",
+        extra={
+            "stake_id": stake.stake_id,
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+        },
+    )
     return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

@@ -116,7 +116,7 @@ def pools_enter(*, stakes: Sequence[StakeMessage], now: datetime | None = None) 
         len(stakes),
         sum(plan.opens for plan in plans),
         len(filled),
-        extra={"filled": filled},
+        extra={"stakes": len(stakes), "filled": filled},
     )
     return filled
 

@@ -23,7 +23,7 @@ from lottery_site.celery import app
 from notifications.models import GatewayMessage, Notification
 from notifications.services import notifications_sweep
 from notifications.tasks import send_notification
-from tests.concurrency import CeleryWorker, wait_for
+from tests.concurrency import Worker, wait_for
 from tests.sms import fast_gateway, notifications_worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -67,13 +67,6 @@ def test_a_drawn_daily_lottery_sends_its_winner_one_sms_even_when_the_task_comes
     assert list(GatewayMessage.objects.values_list("idempotency_key", "gateway_message_id")) == [
         (notification.idempotency_key, notification.gateway_message_id)
     ]
-
-
-class Worker(CeleryWorker):
-    """A Celery worker process on the notifications queue alone (solo pool), as the notifier runs, to be killed."""
-
-    def __init__(self, **env: str) -> None:
-        super().__init__("--queues", "notifications", "--pool", "solo", **env)
 
 
 LEASE = {"SMS_SEND_LEASE_SECONDS": "8", "LIVE_SETTINGS_REFRESH_SECONDS": "1"}

@@ -25,7 +25,7 @@ from outbox.models import DeadLetter, InboxMessage
 from outbox.relay import drain
 from pools.consumer import handle_batch
 from pools.models import Stake
-from tests.concurrency import manage_py, wait_for
+from tests.concurrency import log_lines, manage_py, wait_for
 from tests.kafka import free_port, read_messages
 from tests.metrics import Samples, total, value, wait_for_scrape
 
@@ -156,6 +156,45 @@ def test_a_banned_players_stake_is_dead_lettered_with_the_reason(kafka_broker, c
     assert [m.headers["error"] for m in dlq if m.value.get("gameId") == game] == ["player_banned"]
     totals = counters_total(consumer="stakes")
     assert (totals["received"], totals["dead_lettered"], totals["applied"]) == (1, 1, 0)
+
+
+def test_the_consumers_lines_name_the_topic_partition_offset_and_stake_they_are_about(kafka_broker, stakes_topic):
+    banned = Player.objects.create_user(username="ext-banned", external_account_id="banned")
+    player_ban(player_id=banned.pk, reason="fraud", actor=None)
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    fine, cheat = stake(player="fine", game=game), stake(player="banned", game=game)
+    produce([fine, b"not json", cheat])
+
+    consumer = manage_py("consume_stakes", env={**stakes_topic, "LOG_LEVEL": "DEBUG"})
+    try:
+        wait_for(lambda: counters_total(consumer="stakes")["received"] >= 3, what="the three messages")
+        consumer.wait_for_log("stake batch")
+    finally:
+        code, _, err = consumer.stop()
+    assert code == 0, err
+
+    log = log_lines(err)  # every line is one JSON object (kafka-python's DEBUG lines too)
+    started = next(i for i, line in enumerate(log) if line["event"] == "consumer started")
+    assert {line["service"] for line in log[started:]} == {"consumer"}
+    topic = settings.STAKES_TOPIC
+    applied = next(line for line in log if line["event"] == "stake applied")
+    assert (applied["topic"], applied["stake_id"], applied["player_id"]) == (
+        topic,
+        fine["stakeId"],
+        applied["player_id"],
+    )
+    assert isinstance(applied["partition"], int) and isinstance(applied["offset"], int)
+    letters = {line["reason"]: line for line in log if line["event"] == "stake dead-lettered"}
+    assert set(letters) == {"invalid_json", "player_banned"}
+    assert letters["player_banned"]["stake_id"] == cheat["stakeId"]
+    assert letters["invalid_json"]["stake_id"] is None  # unreadable: its partition and offset say which it was
+    assert {(line["topic"], line["level"]) for line in letters.values()} == {(topic, "warning")}
+    batches = [line for line in log if line["event"] == "stake batch"]
+    assert {line["topic"] for line in batches} == {topic}  # the consumer's bound context
+    assert sum(line["received"] for line in batches) == 3
+    assert (sum(line["applied"] for line in batches), sum(line["dead_lettered"] for line in batches)) == (1, 2)
+    offsets = {int(p): span for line in batches for p, span in line["offsets"].items()}
+    assert applied["offset"] in range(offsets[applied["partition"]][0], offsets[applied["partition"]][1] + 1)
 
 
 def test_a_thousand_stakes_with_duplicates_and_malformed_ones_balance_and_every_full_pool_is_drawn_once(
