@@ -1,7 +1,7 @@
 """What each column of the hourly table is, as SQL over its source: one SELECT per measure group.
 
 Each group's SELECT yields rows of (hour, kind, currency, its columns...) for
-the hours in ``[%(start)s, %(end)s)``; ``analytics.services`` upserts them,
+the hours in ``[%(start)s, %(end)s)`` (``ENTRIES`` also the days': see there); ``analytics.services`` upserts them,
 and ``analytics.selectors`` runs the same SELECTs to check the table against
 its sources. One text for both, so the check and the table cannot drift.
 
@@ -33,17 +33,20 @@ class Group:
 
 
 # Ballots (every stored one: valid and void were accepted, rejected ones are the fraud rejections)
-# and stakes, together: a player who entered and staked in one hour is one player of it.
+# and stakes, together: a player who entered and staked in one hour is one player of it. One scan
+# serves the hours and the days: GROUPING SETS over (day, kind, currency, hour) and its rollups, so
+# the distinct players of each hour, of each day by dimension and of each day over all (level 0, 1
+# and 3) come from one sort. A day's distinct players are counted over its rows, never summed.
 ENTRIES = Group(
     name="entries",
     columns=("ballots_accepted", "fraud_rejections", "unique_players", "staked_revenue"),
     select=sql(
         """
-SELECT e.hour, l.kind, l.currency,
-       count(*) FILTER (WHERE e.ballot AND e.accepted),
-       count(*) FILTER (WHERE e.ballot AND NOT e.accepted),
-       count(DISTINCT e.player_id) FILTER (WHERE e.accepted),
-       coalesce(sum(e.amount), 0)
+SELECT e.hour, (e.hour AT TIME ZONE %(tz)s)::date AS day, l.kind, l.currency, grouping(e.hour, l.kind) AS level,
+       count(*) FILTER (WHERE e.ballot AND e.accepted) AS ballots_accepted,
+       count(*) FILTER (WHERE e.ballot AND NOT e.accepted) AS fraud_rejections,
+       count(DISTINCT e.player_id) FILTER (WHERE e.accepted) AS unique_players,
+       coalesce(sum(e.amount), 0) AS staked_revenue
 FROM (
     SELECT date_trunc('hour', b.created_at, 'UTC') AS hour, b.lottery_id, b.player_id,
            b.status <> {rejected} AS accepted, TRUE AS ballot, NULL::numeric AS amount
@@ -55,7 +58,7 @@ FROM (
     WHERE s.created_at >= %(start)s AND s.created_at < %(end)s
 ) e
 JOIN {Lottery} l ON l.id = e.lottery_id
-GROUP BY 1, 2, 3
+GROUP BY GROUPING SETS ((2, l.kind, l.currency, e.hour), (2, l.kind, l.currency), (2))
 """,
         Ballot=Ballot,
         Stake=Stake,
@@ -64,6 +67,7 @@ GROUP BY 1, 2, 3
     ),
     source="entries_ballot (created_at) and entries_stake (created_at)",
 )
+HOUR_LEVEL, DAY_LEVEL, ALL_DAY_LEVEL = 0, 1, 3  # ENTRIES' grouping(hour, kind) per grouping set
 
 # The stake consumer's messages, before they reach a pool: the (pool, "") row. Applied ones are
 # the stakes stored; received, duplicate and dead-lettered are the hourly counters the consumer
@@ -201,10 +205,11 @@ GROUP BY 1, 2, 3
 )
 
 GROUPS = (ENTRIES, STAKE_FLOW, REFUSALS, AWARDS, OUTCOMES, SMS)
+HOURLY_GROUPS = GROUPS[1:]  # those whose SELECT yields (hour, kind, currency, *columns) for the hours only
 COLUMNS = tuple(column for group in GROUPS for column in group.columns)
 MONEY_COLUMNS = ("staked_revenue", "payouts", "refunds")
 
 
-def parameters(*, start: object, end: object) -> dict[str, object]:
+def parameters(*, start: object, end: object, tz: str) -> dict[str, object]:
     """The parameters every group's SELECT takes."""
-    return {"start": start, "end": end, "consumer": STAKES_CONSUMER, "refused": BALLOT_REFUSED}
+    return {"start": start, "end": end, "tz": tz, "consumer": STAKES_CONSUMER, "refused": BALLOT_REFUSED}
