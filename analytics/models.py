@@ -125,3 +125,50 @@ class DailyPlayers(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.kind or '-'} {self.currency or '-'}: {self.unique_players}"
+
+
+class DailySummary(models.Model):
+    """A row of the view ``business_metrics_daily`` (migration 0003): read-only, for the API.
+
+    A day's sums by dimension, and over every dimension (kind and currency
+    ``*``, whose money columns are null: currencies do not add up), with the
+    day's distinct players from ``DailyPlayers``. ``day`` stands in for a key
+    (the view has none); rows are told apart by (day, kind, currency).
+    """
+
+    day = models.DateField(primary_key=True)
+    kind = models.CharField(max_length=8)
+    currency = models.CharField(max_length=3)
+    ballots_accepted = models.BigIntegerField()
+    fraud_rejections = models.BigIntegerField()
+    refused_player_banned = models.BigIntegerField()
+    refused_lottery_not_found = models.BigIntegerField()
+    refused_lottery_not_open = models.BigIntegerField()
+    refused_lottery_closed = models.BigIntegerField()
+    refused_stake_required = models.BigIntegerField()
+    refused_ballot_limit_reached = models.BigIntegerField()
+    refused_idempotency_key_reused = models.BigIntegerField()
+    ballots_refused = models.BigIntegerField()
+    unique_players = models.BigIntegerField()
+    stakes_received = models.BigIntegerField()
+    stakes_applied = models.BigIntegerField()
+    stakes_duplicate = models.BigIntegerField()
+    stakes_dead_lettered = models.BigIntegerField()
+    staked_revenue = models.DecimalField(max_digits=24, decimal_places=4, null=True)
+    payouts = models.DecimalField(max_digits=24, decimal_places=4, null=True)
+    prizes_awarded = models.BigIntegerField()
+    awards_claimed = models.BigIntegerField()
+    awards_forfeited = models.BigIntegerField()
+    draws = models.BigIntegerField()
+    lotteries_cancelled = models.BigIntegerField()
+    refunds = models.DecimalField(max_digits=24, decimal_places=4, null=True)
+    sms_sent = models.BigIntegerField()
+    sms_failed = models.BigIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "business_metrics_daily"
+        ordering = ["-day", "kind", "currency"]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind or '-'} {self.currency or '-'}"
