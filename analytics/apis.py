@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from analytics import measures
 from analytics.models import ALL_KINDS, VIEW_BUSINESS_METRICS, DailySummary, HourlyMetric
 from analytics.selectors import HourCheck, Reconciliation, daily_summary, hourly_metrics, reconciliation
+from analytics.services import hour_ceil
 from core.authorization import may
 from core.currencies import MINOR_UNITS, format_money
 from core.errors import PermissionDenied
@@ -260,7 +261,7 @@ class ReconciliationFilters(HourlyFilters):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
-        end = attrs.get("to") or timezone.now()
+        end = attrs.get("to") or hour_ceil(timezone.now())
         start = attrs.get("from") or end - timedelta(hours=24)
         if end <= start:
             raise serializers.ValidationError({"from": ["Must come before to (now, when to is not given)."]})
@@ -270,10 +271,11 @@ class ReconciliationFilters(HourlyFilters):
 
 
 class ReconciliationApi(MetricsApi):
-    """Does every hour add up? For each UTC hour of ``[from, to)`` (default: the last 24 hours; at most
-    31 days): stakes received = applied + duplicate + dead-lettered, checked against the stakes stored,
-    the inbox and the dead letters; and the hourly table's columns against a fresh count over their
-    source rows. ``status`` is `failing` when any hour, or the range's total, fails."""
+    """Does every hour add up? For each UTC hour of ``[from, to)`` (default: the last 24 hours, this one
+    included; at most 31 days): stakes received = applied + duplicate + dead-lettered, checked against the
+    stakes stored, the inbox and the dead letters; and the hourly table's columns against a fresh count over
+    their source rows (an hour still open when the table last recomputed it is `pending` there). ``status`` is
+    `failing` when any hour, or the range's total, fails."""
 
     @extend_schema(
         parameters=[
