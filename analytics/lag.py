@@ -44,7 +44,9 @@ def consumer_lag() -> ConsumerLag:
         return ConsumerLag(topic, group, error=f"Kafka unreachable: {type(error).__name__}")
     try:
         described = admin.describe_topics([topic])
-        numbers = sorted(p["partition"] for t in described if t.get("topic") == topic for p in t.get("partitions", []))
+        numbers = sorted(
+            p["partition_index"] for t in described if t.get("name") == topic for p in t.get("partitions") or []
+        )
         if not numbers:
             return ConsumerLag(topic, group, error=f"no partitions for topic {topic}")
         partitions = [TopicPartition(topic, n) for n in numbers]

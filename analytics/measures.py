@@ -9,6 +9,7 @@ Hours are UTC: ``date_trunc('hour', t, 'UTC')``, whatever the session's zone.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.db import sql
 from core.models import HourlyTally
@@ -210,6 +211,6 @@ COLUMNS = tuple(column for group in GROUPS for column in group.columns)
 MONEY_COLUMNS = ("staked_revenue", "payouts", "refunds")
 
 
-def parameters(*, start: object, end: object, tz: str) -> dict[str, object]:
+def parameters(*, start: object, end: object, tz: str) -> dict[str, Any]:
     """The parameters every group's SELECT takes."""
     return {"start": start, "end": end, "tz": tz, "consumer": STAKES_CONSUMER, "refused": BALLOT_REFUSED}

@@ -86,13 +86,16 @@ def hourly_series(*, hours: int = 48, now: datetime | None = None) -> dict[str, 
         .values("hour", "currency")
         .annotate(**{name: Sum(name) for name in [*counts, *money]})
     )
-    for row in rows:
+    plain: list[dict[str, Any]] = [dict(row) for row in rows]  # the columns are named at run time
+    for row in plain:
         n = position[row["hour"]]
         for name, series in counts.items():
             series[n] += row[name]
         if row["currency"]:
             for name, by_currency in money.items():
                 by_currency.setdefault(row["currency"], [0.0] * hours)[n] += float(row[name])
+    for name, by_currency in money.items():  # a currency with nothing to show in a measure is left out of it
+        money[name] = {currency: values for currency, values in by_currency.items() if any(values)}
     return {"hours": [hour.isoformat() for hour in labels], **counts, **money}
 
 
@@ -270,8 +273,9 @@ def _table_by_hour(start: datetime, end: datetime) -> tuple[dict[datetime, dict[
         .values("hour")
         .annotate(computed=Max("computed_at"), **{column: Sum(column) for column in measures.COLUMNS})
     )
-    stored = {row["hour"]: {c: Decimal(row[c]) for c in measures.COLUMNS} for row in rows}
-    return stored, {row["hour"]: row["computed"] for row in rows}
+    plain: list[dict[str, Any]] = [dict(row) for row in rows]  # the columns are named at run time
+    stored = {row["hour"]: {c: Decimal(row[c]) for c in measures.COLUMNS} for row in plain}
+    return stored, {row["hour"]: row["computed"] for row in plain}
 
 
 def _sources_by_hour(params: dict[str, Any]) -> dict[datetime, dict[str, Decimal]]:

@@ -60,7 +60,7 @@ def short_flow(
         enter(drop, entrants[1])
     with pytest.raises(BallotLimitReached):
         enter(drop, entrants[2])
-    ghost = Lottery(pk=Lottery.objects.order_by("-pk").values_list("pk", flat=True).first() + 1_000_000)
+    ghost = Lottery(pk=(Lottery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1_000_000)
     with pytest.raises(LotteryNotFound):
         enter(ghost, entrants[0])
     tallies.flush()
