@@ -134,3 +134,19 @@ def test_the_reconciliation_of_a_flow_adds_up(flowed, client_for, make_player):
     assert len(report["hours"]) == 24 and list(report) == [
         "from", "to", "status", "last_recomputed", "totals", "total_failures", "failing_hours", "hours"
     ]  # fmt: skip
+
+
+def test_the_metrics_operations_are_in_the_openapi_document_with_their_errors(client):
+    document = client.get("/api/schema/", {"format": "json"}).json()
+
+    for path, parameters in {
+        "/api/v1/metrics/hourly": {"from", "to", "kind", "currency", "page", "page_size"},
+        "/api/v1/metrics/daily": {"from", "to", "kind", "currency", "page", "page_size"},
+        "/api/v1/metrics/reconciliation": {"from", "to"},
+    }.items():
+        operation = document["paths"][path]["get"]
+        assert {p["name"] for p in operation["parameters"]} == parameters, path
+        assert {"200", "400", "401", "403", "429"} <= set(operation["responses"]), path
+        assert "permission_denied" in operation["responses"]["403"]["description"]
+    hourly = document["paths"]["/api/v1/metrics/hourly"]["get"]["parameters"]
+    assert next(p for p in hourly if p["name"] == "kind")["schema"]["enum"] == ["daily", "drop", "pool", "none"]
