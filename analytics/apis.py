@@ -4,14 +4,14 @@ Staff with ``analytics.view_business_metrics`` (the operations and
 compliance roles) only; anyone else gets 403, as at every staff door.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import BasePermission
@@ -71,6 +71,11 @@ class AmountField(serializers.Field):  # type: ignore[type-arg]
         return format_money(amount, currency) if currency in MINOR_UNITS else f"{amount.normalize() + 0:f}"
 
 
+@extend_schema_field({"type": "string", "nullable": True, "pattern": r"^\d+(\.\d+)?$", "example": "18.90"})
+class NullableAmountField(AmountField):
+    """An amount as above, or null (the daily summary's rows over every currency)."""
+
+
 class HourlyOutput(serializers.ModelSerializer[HourlyMetric]):
     staked_revenue = AmountField(help_text="Stakes applied, summed, in the row's currency.")
     payouts = AmountField(help_text="Awards' win_sum, summed, in the row's currency.")
@@ -84,14 +89,31 @@ class HourlyOutput(serializers.ModelSerializer[HourlyMetric]):
 class DailyOutput(serializers.ModelSerializer[DailySummary]):
     kind = serializers.CharField(help_text="daily, drop, pool, empty (no such lottery), or * for every kind.")
     currency = serializers.CharField(help_text="A pool's currency, empty, or * (with kind *).")
-    staked_revenue = AmountField(allow_null=True, help_text="In the row's currency; null on the * rows.")
-    payouts = AmountField(allow_null=True, help_text="In the row's currency; null on the * rows.")
-    refunds = AmountField(allow_null=True, help_text="In the row's currency; null on the * rows.")
+    staked_revenue = NullableAmountField(help_text="In the row's currency; null on the * rows.")
+    payouts = NullableAmountField(help_text="In the row's currency; null on the * rows.")
+    refunds = NullableAmountField(help_text="In the row's currency; null on the * rows.")
     unique_players = serializers.IntegerField(help_text="Distinct players of the day, counted over its rows.")
 
     class Meta:
         model = DailySummary
         fields = ["day", "kind", "currency", *measures.COLUMNS, "ballots_refused"]
+
+
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class MomentField(Rfc3339DateTimeField):
+    """An RFC 3339 date-time between 1900 and 9000 (UTC): hours and days can be counted around it."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        moment = super().to_internal_value(value)
+        try:
+            in_range = EARLIEST <= moment.astimezone(UTC) <= LATEST
+        except OverflowError:
+            in_range = False
+        if not in_range:
+            raise serializers.ValidationError("Must lie between 1900-01-01T00:00:00Z and 9000-01-01T00:00:00Z.")
+        return moment
 
 
 def _dimension(value: str | None) -> str | None:
@@ -111,8 +133,8 @@ _DIMENSION_PARAMETERS = [
 class HourlyFilters(serializers.Serializer[dict[str, Any]]):
     def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
         return {
-            "from": Rfc3339DateTimeField(required=False),
-            "to": Rfc3339DateTimeField(required=False),
+            "from": MomentField(required=False),
+            "to": MomentField(required=False),
             "kind": serializers.ChoiceField(choices=KINDS, required=False),
             "currency": serializers.ChoiceField(choices=CURRENCIES, required=False),
         }
@@ -254,10 +276,9 @@ class ReconciliationOutput(serializers.Serializer[Reconciliation]):
         }
 
 
-@extend_schema_serializer(component_name="ReconciliationFilters")
 class ReconciliationFilters(HourlyFilters):
     def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
-        return {"from": Rfc3339DateTimeField(required=False), "to": Rfc3339DateTimeField(required=False)}
+        return {"from": MomentField(required=False), "to": MomentField(required=False)}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)

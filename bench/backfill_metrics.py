@@ -334,10 +334,13 @@ def bare(start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(f"SET work_mem = '{_work_mem()}'")  # the same memory the recomputation gives itself
+        # The session settings the recomputation gives itself: sorts in memory, no JIT.
+        cursor.execute(f"SET work_mem = '{_work_mem()}'")
+        cursor.execute("SET jit = off")
         cursor.execute(BARE_SQL, {"start": start, "end": end})
         rows = cursor.fetchall()
         cursor.execute("RESET work_mem")
+        cursor.execute("RESET jit")
     return rows
 
 

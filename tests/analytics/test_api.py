@@ -94,6 +94,8 @@ def test_the_hourly_rows_by_time_and_by_page(flowed, client_for, make_player):
         ("metrics-hourly", {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "to"),
         ("metrics-hourly", {"kind": "lotto"}, "kind"),
         ("metrics-hourly", {"currency": "XXX"}, "currency"),
+        ("metrics-hourly", {"from": "0001-01-01T00:00:00+01:00"}, "from"),
+        ("metrics-reconciliation", {"to": "1900-01-01T00:30:00+01:00"}, "to"),
         ("metrics-daily", {"from": "2026-1-1"}, "from"),
         ("metrics-daily", {"from": "2026-01-02", "to": "2026-01-01"}, "to"),
         ("metrics-reconciliation", {"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "to"),
