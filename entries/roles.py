@@ -11,7 +11,8 @@ database's groups match it, so a change here needs a migration beside it.
 - **operations** runs the platform: creates drops, closes lotteries (and
   forces an early close), replays parked outbox events and dead letters,
   produces test stakes, sets the pool games' terms, sends failed SMS again,
-  and sets the live settings (``core.live``: the SMS gateway's).
+  and sets the live settings (``core.live``: the SMS gateway's). It reads the
+  business metrics and the operations page (``analytics``).
 - **compliance** audits: sees everything staff can see, changes nothing.
 
 Nobody but a superuser sees API tokens or the lotteries' secret seeds, or
@@ -79,6 +80,7 @@ ROLES: dict[str, list[str]] = {
         "pools.produce_stake",
         "notifications.resend_notification",
         *_LIVE_SETTINGS,
+        "analytics.view_business_metrics",
     ],
     COMPLIANCE: [
         *_PLAYER_VIEWS,
@@ -91,5 +93,6 @@ ROLES: dict[str, list[str]] = {
         *_LOGIN_VIEWS,
         "auth.view_group",
         "auth.view_permission",
+        "analytics.view_business_metrics",
     ],
 }

@@ -27,6 +27,7 @@ from core.authorization import actor_id, require_permission
 from core.db import column_of, sql
 from core.errors import ApplicationError
 from core.resilience import drop_database_connection
+from core.tallies import tally
 from entries import metrics
 from entries.errors import (
     BallotLimitReached,
@@ -129,6 +130,36 @@ _IDEMPOTENCY_CONSTRAINT = "ballot_idempotency_key_unique_per_player"
 _TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 
 
+# The refusals that store no ballot: each is tallied (core.tallies) by the hour, the lottery's kind and its
+# code, for the business metrics. A duplicate entry is not among them: its rejected ballot is stored.
+BALLOT_REFUSED = "ballot_refused"
+TALLIED_REFUSALS: tuple[type[ApplicationError], ...] = (
+    PlayerBanned,
+    LotteryNotFound,
+    LotteryNotOpen,
+    LotteryClosed,
+    StakeRequired,
+    BallotLimitReached,
+    IdempotencyKeyReused,
+)
+
+
+_kinds: dict[int, str] = {}  # lottery id -> kind, per process: a lottery's kind never changes
+
+
+def _lottery_kind(lottery_id: int) -> str:
+    """A lottery's kind, "" for no such lottery (not kept: the id may yet be given to one)."""
+    kind = _kinds.get(lottery_id)
+    if kind is None:
+        kind = Lottery.objects.filter(pk=lottery_id).values_list("kind", flat=True).first()
+        if kind is None:
+            return ""
+        if len(_kinds) >= 4096:
+            _kinds.clear()
+        _kinds[lottery_id] = kind
+    return kind
+
+
 @dataclass(frozen=True)
 class SubmittedBallot:
     ballot: Ballot
@@ -152,19 +183,26 @@ def ballot_submit(
     ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
     first result (or raises the first result's error) without a second ballot.
     Takes no lock itself beyond the statement; safe in or out of a transaction.
-    Each call is counted in ``entries.metrics``: accepted, replayed, or refused by code.
+    Each call is counted in ``entries.metrics``: accepted, replayed, or refused by code; a
+    refusal that stores no ballot is also tallied by the hour (``BALLOT_REFUSED``).
     """
     try:
         submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
     except ApplicationError as refused:
         metrics.ballot_refused(refused.code)
+        if isinstance(refused, TALLIED_REFUSALS):
+            tally(BALLOT_REFUSED, dimension=_lottery_kind(lottery_id), code=refused.code, at=now)
         raise
     metrics.ballot_counted(replayed=submitted.replayed)
     return submitted
 
 
 def _ballot_submit(
-    *, lottery_id: int, player: Player, idempotency_key: str | None, now: datetime | None
+    *,
+    lottery_id: int,
+    player: Player,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> SubmittedBallot:
     now = now or timezone.now()
     params: dict[str, Any] = {

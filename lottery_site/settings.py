@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "notifications",
     "lifecycle",
     "pools",
+    "analytics",
 ]
 
 MIDDLEWARE = [
@@ -418,6 +419,27 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbox.tasks.purge_consumer_records",
         "schedule": crontab(minute="37"),
     },
+}
+
+# --- Business metrics (analytics; docs/business-metrics.md) ---------------
+
+# Beat recomputes the hourly table's last METRICS_WINDOW_HOURS hours from the source rows every
+# METRICS_REFRESH_SECONDS (a late event heals its hour); rows older than METRICS_RETENTION_DAYS are purged.
+METRICS_WINDOW_HOURS = env_int("METRICS_WINDOW_HOURS", 24, minimum=1)
+METRICS_REFRESH_SECONDS = env_int("METRICS_REFRESH_SECONDS", 300, minimum=10)
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 400, minimum=1)
+if METRICS_RETENTION_DAYS * 24 < METRICS_WINDOW_HOURS:
+    raise ImproperlyConfigured("METRICS_RETENTION_DAYS must cover METRICS_WINDOW_HOURS")
+# How often each process writes the tallies it batches (core.tallies: refused ballots); 0: at once.
+TALLY_FLUSH_SECONDS = env_float("TALLY_FLUSH_SECONDS", 2.0, minimum=0.0)
+CELERY_BEAT_SCHEDULE["refresh-business-metrics"] = {
+    "task": "analytics.tasks.refresh_business_metrics",
+    "schedule": float(METRICS_REFRESH_SECONDS),
+    "options": {"expires": float(METRICS_REFRESH_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE["purge-business-metrics"] = {
+    "task": "analytics.tasks.purge_business_metrics",
+    "schedule": crontab(minute="47", hour="3"),
 }
 
 # --- API ------------------------------------------------------------------

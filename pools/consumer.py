@@ -82,8 +82,11 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
         except StakeRefused as refused:
             refusals.append(_refusal(record, refused.reason, refused.message))
 
+    # One moment for the whole batch: its inbox rows, stakes, dead letters and hourly counters
+    # carry it, so each hour's counts can be checked against those rows (analytics).
+    now = timezone.now()
     with transaction.atomic():
-        fresh = inbox_claim(consumer=CONSUMER, message_ids=[stake.stake_id for _, stake in parsed])
+        fresh = inbox_claim(consumer=CONSUMER, message_ids=[stake.stake_id for _, stake in parsed], at=now)
         first: list[tuple[Any, StakeMessage]] = []
         for record, stake in parsed:
             if stake.stake_id in fresh:
@@ -105,9 +108,9 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
             _log_stake("stake applied", record, stake, player_id=player.pk)
         # A banned player's stake must not stay claimed: a replay after the unban applies it.
         _inbox_release([r for r in refusals if r.reason == "player_banned"], parsed)
-        pools_enter(stakes=entering)
+        pools_enter(stakes=entering, now=now)
 
-        new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals)
+        new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals, at=now)
         stake_ids = {(record.partition, record.offset): stake.stake_id for record, stake in parsed}
         for refusal in refusals:
             if refusal in new_refusals:
@@ -115,7 +118,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
             else:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
         _produce_dead_letters(new_refusals, stake_ids)
-        counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
+        counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies, at=now)
         transaction.on_commit(lambda: metrics.stakes_counted(tallies))
     return StakeBatch(tallies=dict(tallies))
 

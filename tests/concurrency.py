@@ -192,7 +192,7 @@ class Worker(_LoggingProcess):
         return f"{self._out.read()}{self._err.read()}"
 
 
-def CeleryWorker(*args: str, **env: str) -> Worker:  # noqa: N802 (reads as the class it builds)
+def CeleryWorker(*args: str, **env: str) -> Worker:
     """A Celery worker on every queue, with ``celery worker`` arguments ``args``."""
     return Worker(*args, queues=None, **env)
 

@@ -29,7 +29,7 @@ from celery.app.utils import find_app
 from celery.bin.base import CLIContext
 from celery.bin.celery import celery as celery_cli
 from django.core.management import get_commands, load_command_class
-from gunicorn.config import Config as GunicornConfig  # type: ignore[import-untyped]
+from gunicorn.config import Config as GunicornConfig
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 

@@ -182,6 +182,9 @@ OPERATIONS = [
     ("get", "/api/v1/winners"),
     ("get", "/api/v1/draws/{draw_id}"),
     ("get", "/api/v1/draws/{draw_id}/verification"),
+    ("get", "/api/v1/metrics/hourly"),
+    ("get", "/api/v1/metrics/daily"),
+    ("get", "/api/v1/metrics/reconciliation"),
 ]
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
