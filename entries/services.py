@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import actor_id, require_permission
 from core.db import column_of, sql
 from core.resilience import drop_database_connection
@@ -143,6 +144,16 @@ def ballot_submit(
     first result (or raises the first result's error) without a second ballot.
     Takes no lock itself beyond the statement; safe in or out of a transaction.
     """
+    with tracing.span("ballot submit", {tracing.LOTTERY_ID: lottery_id}) as span:
+        submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
+        if span.is_recording():
+            span.set_attributes({tracing.BALLOT_ID: submitted.ballot.pk, "ballot.replayed": submitted.replayed})
+        return submitted
+
+
+def _ballot_submit(
+    *, lottery_id: int, player: Player, idempotency_key: str | None, now: datetime | None
+) -> SubmittedBallot:
     now = now or timezone.now()
     params: dict[str, Any] = {
         "lottery_id": lottery_id,

@@ -9,6 +9,7 @@ waits in the queue). Beat's sweep picks up anything a lost kick left behind.
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -17,6 +18,7 @@ from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
+from core import tracing
 from core.authorization import require_permission
 from core.db import write_rows
 from outbox.coordination import kick_relay
@@ -41,26 +43,37 @@ def publish(*events: DomainEvent) -> int:
         raise RuntimeError("outbox.publish must run inside the transaction that makes the change")
     if not events:
         return 0
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)  # W3C traceparent of the active trace, if any
-    headers = Jsonb(carrier)
-    rows = [
-        {
-            "event_id": event.id,
-            "event_type": event.type,
-            "topic": event.route.topic,
-            "message_type": event.route.message_type,
-            "key": event.aggregate_id,
-            "value": event.to_json(),
-            "headers": headers,
-            "state": OutboxEvent.State.PENDING,
-            "created_at": event.occurred_at,
-        }
-        for event in events
-    ]
-    write_rows(OutboxEvent, rows)
+    with tracing.span("outbox publish", _span_attributes(events) if tracing.enabled() else None):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # W3C traceparent of the active trace (this span's), if any
+        headers = Jsonb(carrier)
+        rows = [
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "topic": event.route.topic,
+                "message_type": event.route.message_type,
+                "key": event.aggregate_id,
+                "value": event.to_json(),
+                "headers": headers if event.trace is None else Jsonb(event.trace),
+                "state": OutboxEvent.State.PENDING,
+                "created_at": event.occurred_at,
+            }
+            for event in events
+        ]
+        write_rows(OutboxEvent, rows)
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
+
+
+def _span_attributes(events: tuple[DomainEvent, ...]) -> dict[str, Any]:
+    if len(events) == 1:
+        return {tracing.EVENT_ID: str(events[0].id), tracing.EVENT_TYPE: events[0].type}
+    return {  # a batch of stakes publishes hundreds: the first ones name it
+        tracing.EVENT_ID: [str(event.id) for event in events[: tracing.MAX_IDS]],
+        tracing.EVENT_TYPE: sorted({event.type for event in events}),
+        "event.count": len(events),
+    }
 
 
 def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> int:
