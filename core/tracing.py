@@ -55,6 +55,7 @@ MAX_LINKS = 128  # links of one span (the SDK's own limit): a batch links to its
 # in their AppConfig.ready.
 QUIET_TASKS: set[str] = set()
 
+INSTRUMENTATIONS = ("django", "celery", "psycopg", "redis", "kafka")  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS' names
 _EXCLUDED_URLS = r"^https?://[^/]+/metrics/?(\?.*)?$,^https?://[^/]+/health/"
 
 _enabled = False
@@ -96,7 +97,10 @@ def setup(service: str) -> bool:
     provider = TracerProvider(resource=resource, sampler=sampler(settings.OTEL_TRACES_SAMPLE_RATIO))
     provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))  # OTEL_BSP_* tune it
     trace.set_tracer_provider(provider)
-    install(provider)
+    install(
+        provider,
+        instrument=[name for name in INSTRUMENTATIONS if name not in settings.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS],
+    )
     from celery.signals import worker_process_shutdown
 
     # A prefork child leaves with os._exit, past atexit: send what is buffered first.
@@ -121,7 +125,7 @@ def _exporter(settings: Any) -> Any:
     return ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
 
 
-def install(provider: Any, *, instrument: Iterable[str] = ("django", "celery", "psycopg", "redis", "kafka")) -> None:
+def install(provider: Any, *, instrument: Iterable[str] = INSTRUMENTATIONS) -> None:
     """Use ``provider`` for the platform's spans and turn the instrumentations on (``setup``, or a test)."""
     global _enabled, _kafka_injects, _tracer, _provider
     wanted = set(instrument)
@@ -319,6 +323,13 @@ def carrier(context: Context | None = None) -> dict[str, str]:
 
 def traceparent(context: Context | None = None) -> str:
     return carrier(context).get("traceparent", "")
+
+
+def kafka_trace_headers() -> list[tuple[str, bytes]]:
+    """The current trace's W3C headers for a message sent now, when no instrumentation writes them itself."""
+    if not _enabled or _kafka_injects:
+        return []
+    return [(name, value.encode()) for name, value in carrier().items()]
 
 
 def without_trace_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -513,6 +513,11 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT").strip().rst
 OTEL_TRACES_FILE = env_str("OTEL_TRACES_FILE").strip()
 # The share of new traces kept (parent-based: a trace is kept or dropped whole, across processes).
 OTEL_TRACES_SAMPLE_RATIO = env_float("OTEL_TRACES_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0)
+# Instrumentations left off, by OpenTelemetry's names: django, celery, psycopg, redis, kafka.
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS = env_list("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+_unknown = set(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) - {"django", "celery", "psycopg", "redis", "kafka"}
+if _unknown:
+    raise ImproperlyConfigured(f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown {sorted(_unknown)}")
 
 # --- HTTPS, the browser's content policy, /metrics -----------------------
 

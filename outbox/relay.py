@@ -21,7 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -179,13 +179,14 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
     batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     started = time.monotonic()
     broker_error: BaseException | None = None
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [batch_size])
-            rows = [_Row(*row) for row in cursor.fetchall()]
-            if not rows:
-                return RelayBatch()
-        with _batch_span(rows) as span:
+    with ExitStack() as traced:  # the batch's span, once it has rows: to its commit and its log line
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_SQL, [batch_size])
+                rows = [_Row(*row) for row in cursor.fetchall()]
+                if not rows:
+                    return RelayBatch()
+            span = traced.enter_context(_batch_span(rows))
             with connection.cursor() as cursor:
                 cursor.execute(
                     _FIRST_BLOCKER_SQL,
@@ -211,24 +212,24 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
                         _RECORD_FAILURE_SQL,
                         {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
                     )
-            if span.is_recording():
-                span.set_attributes(
-                    {"outbox.published": len(published), "outbox.failed": len(failures), "outbox.held_back": held_back}
-                )
-    result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
-    logger.info(
-        "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
-        result.claimed,
-        result.published,
-        result.failed,
-        result.held_back,
-        (time.monotonic() - started) * 1000,
-        extra={"claimed": result.claimed, "published": result.published, "failed": result.failed},
-    )
-    if broker_error is not None:
-        metrics.broker_unavailable_total.inc()
-        kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
-        raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
+        result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
+        if span.is_recording():
+            span.set_attributes(
+                {"outbox.published": result.published, "outbox.failed": result.failed, "outbox.held_back": held_back}
+            )
+        logger.info(
+            "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
+            result.claimed,
+            result.published,
+            result.failed,
+            result.held_back,
+            (time.monotonic() - started) * 1000,
+            extra={"claimed": result.claimed, "published": result.published, "failed": result.failed},
+        )
+        if broker_error is not None:
+            metrics.broker_unavailable_total.inc()
+            kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
+            raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
 
 

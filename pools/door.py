@@ -53,7 +53,11 @@ def stake_produce(*, message: dict[str, Any], actor: AbstractUser | None) -> Pro
                     settings.STAKES_TOPIC,
                     key=stake.game_id.encode(),
                     value=json.dumps(message).encode(),
-                    headers=[("messageType", MESSAGE_TYPE.encode()), ("content-type", b"application/json")],
+                    headers=[
+                        ("messageType", MESSAGE_TYPE.encode()),
+                        ("content-type", b"application/json"),
+                        *tracing.kafka_trace_headers(),
+                    ],
                 )
                 .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
             )
