@@ -68,7 +68,8 @@ def on_exit(server: object) -> None:
 
 
 def post_fork(server: object, worker: object) -> None:
-    """Each worker sets up its own telemetry after the fork (core.process)."""
+    """Each worker sets up its own telemetry after the fork (core.process), before it loads the application."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")  # the set-up reads the settings
     from core.process import started
 
     started("web")

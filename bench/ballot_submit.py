@@ -382,11 +382,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVER_PIDS: dict[str, int] = {}  # gunicorn's master process, by base URL (bench/tracing.py reads its CPU time)
+
+
 @contextmanager
-def gunicorn(args: argparse.Namespace, tmp: Path) -> Iterator[str]:
+def gunicorn(
+    args: argparse.Namespace, tmp: Path, *, db_name: str = DB_NAME, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """gunicorn on a free port of the benchmark database; ``extra_env`` on top (bench/tracing.py's tracing on)."""
     port = free_port()
-    env = {**os.environ, **_common.bench_env(DB_NAME)}
+    env = {**os.environ, **_common.bench_env(db_name)}
     env.pop("LOG_LEVEL", None)  # the server logs as the application does by default
+    env.update(extra_env or {})
     env["GUNICORN_ACCESS_LOG"] = ""  # gunicorn.conf.py (read from the root) would log every request
     command = [
         str(_common.ROOT / ".venv" / "bin" / "gunicorn"),
@@ -402,10 +409,11 @@ def gunicorn(args: argparse.Namespace, tmp: Path) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
-    log_path = tmp / "gunicorn.log"
+    log_path = tmp / f"gunicorn-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base_url] = process.pid
     try:
         wait_until_live(base_url, process, log_path)
         _common.step(f"gunicorn listening on {base_url} (pid {process.pid})")

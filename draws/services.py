@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from core import tracing
 from core.db import sql, write_rows
 from draws import algorithm, metrics
 from draws.errors import AwardNotClaimable, AwardNotFound
@@ -147,6 +148,7 @@ def _awards_create(lottery: Lottery, draw: Draw, winning_ids: list[int]) -> None
         )
         for rank, ballot_id in enumerate(winning_ids, start=1)
     )
+    tracing.annotate({tracing.DRAW_ID: draw.pk, tracing.AWARD_ID: [award.pk for award in awards[: tracing.MAX_IDS]]})
     publish(*(award_created(a, draw=draw, player_external_id=winners[a.ballot_id][1]) for a in awards))
 
 

@@ -23,6 +23,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import actor_id, require_permission
 from core.db import column_of, sql
 from core.errors import ApplicationError
@@ -186,15 +187,18 @@ def ballot_submit(
     Each call is counted in ``entries.metrics``: accepted, replayed, or refused by code; a
     refusal that stores no ballot is also tallied by the hour (``BALLOT_REFUSED``).
     """
-    try:
-        submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
-    except ApplicationError as refused:
-        metrics.ballot_refused(refused.code)
-        if isinstance(refused, TALLIED_REFUSALS):
-            tally(BALLOT_REFUSED, dimension=_lottery_kind(lottery_id), code=refused.code, at=now)
-        raise
-    metrics.ballot_counted(replayed=submitted.replayed)
-    return submitted
+    with tracing.span("ballot submit", {tracing.LOTTERY_ID: lottery_id}) as span:
+        try:
+            submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
+        except ApplicationError as refused:
+            metrics.ballot_refused(refused.code)
+            if isinstance(refused, TALLIED_REFUSALS):
+                tally(BALLOT_REFUSED, dimension=_lottery_kind(lottery_id), code=refused.code, at=now)
+            raise
+        metrics.ballot_counted(replayed=submitted.replayed)
+        if span.is_recording():
+            span.set_attributes({tracing.BALLOT_ID: submitted.ballot.pk, "ballot.replayed": submitted.replayed})
+        return submitted
 
 
 def _ballot_submit(

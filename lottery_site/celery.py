@@ -84,6 +84,21 @@ def _worker_stopped(**kwargs: Any) -> None:
     prometheus.process_exited(os.getpid())
 
 
+@worker_init.connect
+def _worker_without_children(sender: Any, **kwargs: Any) -> None:
+    """A pool that never forks (threads, gevent, eventlet) sends no worker_process_init: set up here instead.
+
+    Prefork and solo send it (prefork in each child, solo in the worker itself);
+    prefork's parent must not set anything up, its children would inherit it.
+    """
+    from celery.concurrency import get_implementation
+
+    if get_implementation(sender.pool_cls).__module__.rsplit(".", 1)[-1] in {"thread", "gevent", "eventlet"}:
+        from core.process import started
+
+        started("worker")
+
+
 @beat_init.connect
 def _beat_started(**kwargs: Any) -> None:
     from core.process import started

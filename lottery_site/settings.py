@@ -536,6 +536,22 @@ DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
 DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG
 DJANGO_STRUCTLOG_CELERY_TASK_SUCCESS_LOG_LEVEL = logging.DEBUG
 
+# --- Traces (OpenTelemetry; core.tracing, docs/observability.md#traces) ---
+
+# Off by default (and in the tests); docker compose turns it on. Each process sets it up after its fork.
+OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+# OTLP over HTTP (a collector, or Jaeger's port 4318): spans go to <endpoint>/v1/traces. Unset with
+# tracing on: one JSON line per span to OTEL_TRACES_FILE, or to stderr, for development.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT").strip().rstrip("/")
+OTEL_TRACES_FILE = env_str("OTEL_TRACES_FILE").strip()
+# The share of new traces kept (parent-based: a trace is kept or dropped whole, across processes).
+OTEL_TRACES_SAMPLE_RATIO = env_float("OTEL_TRACES_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0)
+# Instrumentations left off, by OpenTelemetry's names: django, celery, psycopg, redis, kafka.
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS = env_list("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+_unknown = set(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) - {"django", "celery", "psycopg", "redis", "kafka"}
+if _unknown:
+    raise ImproperlyConfigured(f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown {sorted(_unknown)}")
+
 # --- HTTPS, the browser's content policy, /metrics -----------------------
 
 if not DEBUG:

@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import require_permission
 from core.db import sql
 from core.live import live
@@ -394,10 +395,19 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> S
     message commits first, the gateway is called holding no lock, and the
     outcome is written after.
     """
+    with tracing.span("sms send", {tracing.NOTIFICATION_ID: notification_id}) as span:
+        outcome = _notification_send(notification_id=notification_id, now=now)
+        if span.is_recording():
+            span.set_attributes({"sms.taken": outcome.taken, "sms.sent": outcome.sent})
+        return outcome
+
+
+def _notification_send(*, notification_id: int, now: datetime | None) -> SendOutcome:
     taken = _take(_TAKE_ONE_SQL, {"id": notification_id}, now or timezone.now())
     if not taken:
         return SendOutcome(taken=0, sent=0, retry_in=None)
     message = taken[0]
+    tracing.annotate({"sms.kind": message.kind, "sms.attempt": message.attempts})
     try:
         result: SendResult | SmsRefused = gateway().send(message.sms)
     except SmsRefused as refusal:
@@ -424,6 +434,14 @@ def notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None 
     so batches running side by side take disjoint messages. The caller runs
     it again while a full batch was taken.
     """
+    with tracing.span("sms batch send", {tracing.LOTTERY_ID: lottery_id, "sms.kind": kind}) as span:
+        outcome = _notification_batch_send(lottery_id=lottery_id, kind=kind, now=now)
+        if span.is_recording():
+            span.set_attributes({"sms.taken": outcome.taken, "sms.sent": outcome.sent})
+        return outcome
+
+
+def _notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None) -> SendOutcome:
     params = {"lottery": lottery_id, "kind": kind, "limit": settings.SMS_BROADCAST_BATCH}
     taken = _take(_TAKE_BATCH_SQL, params, now or timezone.now())
     if not taken:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
+from core import tracing
 from core.authorization import require_permission
 from core.db import write_rows
 from outbox.coordination import kick_relay
@@ -44,8 +45,9 @@ def publish(*events: DomainEvent) -> int:
         raise RuntimeError("outbox.publish must run inside the transaction that makes the change")
     if not events:
         return 0
-    headers = _headers()
-    write_rows(OutboxEvent, [_row(event, headers) for event in events])
+    with tracing.span("outbox publish", _span_attributes(events) if tracing.enabled() else None):
+        headers = _headers()
+        write_rows(OutboxEvent, [_row(event, headers) for event in events])
     transaction.on_commit(kick_relay, robust=True)
     return len(events)
 
@@ -65,7 +67,7 @@ def _row(event: DomainEvent, headers: Jsonb) -> dict[str, Any]:
         "message_type": event.route.message_type,
         "key": event.aggregate_id,
         "value": event.to_json(),
-        "headers": headers,
+        "headers": headers if event.trace is None else Jsonb(event.trace),
         "state": OutboxEvent.State.PENDING,
         "attempts": 0,
         "last_error": "",
@@ -126,6 +128,16 @@ def statement_event(event: DomainEvent, *, source: str, id_column: str = "id") -
 def published() -> None:
     """After a statement stored a ``statement_event``: the relay is kicked once the change commits."""
     transaction.on_commit(kick_relay, robust=True)
+
+
+def _span_attributes(events: tuple[DomainEvent, ...]) -> dict[str, Any]:
+    if len(events) == 1:
+        return {tracing.EVENT_ID: str(events[0].id), tracing.EVENT_TYPE: events[0].type}
+    return {  # a batch of stakes publishes hundreds: the first ones name it
+        tracing.EVENT_ID: [str(event.id) for event in events[: tracing.MAX_IDS]],
+        tracing.EVENT_TYPE: sorted({event.type for event in events}),
+        "event.count": len(events),
+    }
 
 
 def replay_failed(*, event_ids: Iterable[int], actor: AbstractUser | None) -> int:

@@ -29,7 +29,10 @@ from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from core import tracing
 from core.resilience import Outage, drop_database_connection
 from entries.services import players_for_stakes
 from outbox import kafka
@@ -72,15 +75,92 @@ class StakeBatch:
 
 def handle_batch(records: Sequence[Any]) -> StakeBatch:
     """Apply one poll's records exactly once in effect. Raises (and rolls back) if the DLQ is unreachable."""
+    if not tracing.enabled():
+        return _handle_batch(records, None)
+    traces = _BatchTraces(records)
+    try:
+        with tracing.attached(traces.batch_context):
+            result = _handle_batch(records, traces)
+    except BaseException as error:
+        traces.failed(error)
+        raise
+    finally:
+        traces.end()
+    return result
+
+
+class _BatchTraces:
+    """With tracing on: the batch's span, and a span per message in the trace its ``traceparent`` header names.
+
+    The batch span starts a trace of its own (a batch mixes many) and links
+    to every message's trace; each message's span (``<topic> process``) is a
+    child of its header's context, so the stake's trace goes on through its
+    pool's fill, the draw and the award. Both end when the batch is done.
+    """
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        parents = [tracing.context_from_headers(record.headers) for record in records]
+        topic = records[0].topic if records else settings.STAKES_TOPIC
+        self.batch = tracing.start_span(
+            f"{topic} batch",
+            {
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic,
+                "messaging.batch.message_count": len(records),
+            },
+            kind=SpanKind.CONSUMER,
+            context=tracing.new_trace(),
+            links=tracing.links(parents[: tracing.MAX_LINKS]),
+        )
+        self.batch_context = tracing.context_of(self.batch)
+        batch_link = tracing.link(self.batch_context)
+        self.spans: dict[tuple[int, int], Span] = {}
+        for record, parent in zip(records, parents, strict=True):
+            self.spans[(record.partition, record.offset)] = tracing.start_span(
+                f"{record.topic} process",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                },
+                kind=SpanKind.CONSUMER,
+                context=parent or self.batch_context,
+                links=batch_link if parent is not None else (),
+            )
+
+    def stake(self, record: Any, stake: StakeMessage) -> StakeMessage:
+        """The stake, its trace now its message's span (the pool it fills continues or links to it)."""
+        span = self.spans[(record.partition, record.offset)]
+        span.set_attribute(tracing.STAKE_ID, stake.stake_id)
+        return replace(stake, traceparent=tracing.traceparent(tracing.context_of(span)) or stake.traceparent)
+
+    def context(self, partition: int, offset: int) -> Context:
+        return tracing.context_of(self.spans[(partition, offset)])
+
+    def failed(self, error: BaseException) -> None:
+        for span in (self.batch, *self.spans.values()):
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR, type(error).__name__)
+
+    def end(self) -> None:
+        for span in self.spans.values():
+            span.end()
+        self.batch.end()
+
+
+def _handle_batch(records: Sequence[Any], traces: _BatchTraces | None) -> StakeBatch:
     tallies: dict[int, Tally] = defaultdict(Tally)
     refusals: list[Refusal] = []
     parsed: list[tuple[Any, StakeMessage]] = []
     for record in records:
         tallies[record.partition].received += 1
         try:
-            parsed.append((record, parse_stake(record.value, _headers(record))))
+            stake = parse_stake(record.value, _headers(record))
         except StakeRefused as refused:
             refusals.append(_refusal(record, refused.reason, refused.message))
+            continue
+        parsed.append((record, stake if traces is None else traces.stake(record, stake)))
 
     # One moment for the whole batch: its inbox rows, stakes, dead letters and hourly counters
     # carry it, so each hour's counts can be checked against those rows (analytics).
@@ -117,7 +197,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 tallies[refusal.partition].dead_lettered += 1
             else:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
-        _produce_dead_letters(new_refusals, stake_ids)
+        _produce_dead_letters(new_refusals, stake_ids, traces)
         counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies, at=now)
         transaction.on_commit(lambda: metrics.stakes_counted(tallies))
     return StakeBatch(tallies=dict(tallies))
@@ -160,17 +240,21 @@ def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
 
 
-def _produce_dead_letters(refusals: list[Refusal], stake_ids: dict[tuple[int, int], str]) -> None:
+def _produce_dead_letters(
+    refusals: list[Refusal], stake_ids: dict[tuple[int, int], str], traces: "_BatchTraces | None" = None
+) -> None:
     """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit).
 
     Each is logged, with the stake's id when the message had a readable one (``stake_ids`` by partition and offset).
+    Traced, each is sent in its message's trace, and its send writes the traceparent (not a second one).
     """
     if not refusals:
         return
     producer = kafka.producer()
     futures = []
     for r in refusals:
-        headers = [(name, value.encode()) for name, value in r.headers.items()]
+        kept = tracing.without_trace_headers(r.headers) if traces is not None else r.headers
+        headers = [(name, value.encode()) for name, value in kept.items()]
         headers += [
             ("error", r.reason.encode()),
             ("error-message", r.error.encode()[:1000]),
@@ -179,7 +263,8 @@ def _produce_dead_letters(refusals: list[Refusal], stake_ids: dict[tuple[int, in
             ("original-offset", str(r.offset).encode()),
             ("dead-lettered-at", timezone.now().isoformat().encode()),
         ]
-        futures.append(producer.send(settings.STAKES_DLQ_TOPIC, key=r.key, value=r.value, headers=headers))
+        with tracing.attached(traces.context(r.partition, r.offset) if traces is not None else None):
+            futures.append(producer.send(settings.STAKES_DLQ_TOPIC, key=r.key, value=r.value, headers=headers))
     producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
     for future in futures:
         future.get(timeout=0)  # raises if the broker did not take it: the transaction rolls back
