@@ -293,16 +293,16 @@ def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now
     outermost = not connection.in_atomic_block
     valid = params["status"] == Ballot.Status.VALID
     if valid:
-        event = statement_event(
-            entry_created(
-                lottery_id=lottery_id,
-                ballot_id=ID_MARK,
-                player_id=player.pk,
-                player_external_id=player.external_account_id,
-                created_at=now,  # the ballot's created_at
-            ),
-            source="inserted",
+        entry = entry_created(
+            lottery_id=lottery_id,
+            ballot_id=ID_MARK,
+            player_id=player.pk,
+            player_external_id=player.external_account_id,
+            created_at=now,  # the ballot's created_at
         )
+        # The event's row stores this span's traceparent (the "ballot submit" span): the relay's send is its child.
+        tracing.annotate({tracing.EVENT_ID: str(entry.id), tracing.EVENT_TYPE: entry.type})
+        event = statement_event(entry, source="inserted")
         statement, arguments = _SUBMIT_VALID_SQL.replace("{event_insert}", event.sql), {**params, **event.params}
     else:
         statement, arguments = _SUBMIT_REJECTED_SQL, params

@@ -35,7 +35,7 @@ from notifications.models import Notification
 from outbox.events import AWARD_TOPIC, ENTRY_TOPIC
 from outbox.kafka import ensure_topics
 from outbox.models import OutboxEvent
-from tests.concurrency import wait_for
+from tests.concurrency import log_lines, wait_for
 from tests.kafka import Message, free_port, read_messages
 from tests.otlp import Receiver, Span, receiver
 
@@ -64,6 +64,10 @@ class Service:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") + self.out_path.read_text(errors="replace")
+
+    def log(self) -> list[dict[str, Any]]:
+        """Its log (stderr) so far, line by line: fails on a line that is not one JSON object."""
+        return log_lines(self.log_path.read_text(errors="replace"))
 
     def wait_for_output(self, text: str, timeout: float = 60) -> None:
         assert self.process is not None
@@ -168,8 +172,8 @@ def platform(django_db_setup, kafka_broker, tmp_path_factory) -> Iterator[Platfo
             for name, argv in commands.items():
                 platform.services[name] = Service(name, argv, env, logs / f"{name}.log", logs / f"{name}.out").start()
             platform.services["worker"].wait_for_output(" ready.")
-            platform.services["relay"].wait_for_output("relaying outbox events")
-            platform.services["consumer"].wait_for_output("consuming ")
+            platform.services["relay"].wait_for_output('"relay started"')
+            platform.services["consumer"].wait_for_output('"consumer started"')
             wait_for(lambda: _live(platform), 60, "gunicorn to answer")
             yield platform
         finally:
@@ -239,13 +243,14 @@ def test_a_ballot_is_one_trace_from_the_request_to_its_kafka_message(platform, m
     assert "ballots" in server.name
     assert (submit.service, submit.name, submit.parent_id) == ("web", "ballot submit", server.span_id)
     assert submit.attributes["lottery.id"] == lottery.pk
-    publish = one(spans, "the outbox write", lambda s: s.name == "outbox publish")
-    assert publish.parent_id == submit.span_id
-    assert (publish.attributes["event.id"], publish.attributes["event.type"]) == (event_id, "LotteryEntryCreated")
+    # One statement stores the ballot and its outbox row (entries.services): psycopg's span of it is the
+    # submit span's child, and the row keeps the submit span's traceparent, taken when it was written.
+    assert (submit.attributes["event.id"], submit.attributes["event.type"]) == (event_id, "LotteryEntryCreated")
     statements = [s for s in spans if s.kind == "client" and s.attributes.get("db.system") == "postgresql"]
-    assert {submit.span_id, publish.span_id} <= {s.parent_id for s in statements}, statements  # psycopg's spans
-    # The row keeps the trace as it was when written; the relay's send is its child, in the same trace.
-    assert list(row.headers) == ["traceparent"] and publish.is_named_by(row.headers["traceparent"])
+    assert submit.span_id in {s.parent_id for s in statements}, statements
+    assert list(row.headers) == ["traceparent"] and submit.is_named_by(row.headers["traceparent"])
+    # The relay's send is the row's child, in the same trace.
+    publish = submit
     assert send.trace_id == trace_id
     assert (send.parent_id, send.name) == (publish.span_id, f"{ENTRY_TOPIC} send")
     assert send.service in RELAYS
@@ -259,6 +264,15 @@ def test_a_ballot_is_one_trace_from_the_request_to_its_kafka_message(platform, m
     assert (batch.service, batch.parent_id) == (send.service, "")
     assert batch.trace_id != trace_id
     assert {s.service for s in spans} <= {"web", *RELAYS}
+    # Every line of every process is JSON; the request's lines (those of its request_id) carry its trace.
+    logs = {name: service.log() for name, service in platform.services.items()}
+    traced = [line for line in logs["web"] if line.get("trace_id") == trace_id]
+    assert traced, logs["web"][-20:]
+    request_ids = {line["request_id"] for line in traced} - {None}
+    assert len(request_ids) == 1, traced
+    of_request = [line for line in logs["web"] if line.get("request_id") in request_ids]
+    assert {line["trace_id"] for line in of_request} == {trace_id}, of_request
+    assert any(line["event"] == "request_finished" for line in of_request), of_request
 
 
 # --- The stake ----------------------------------------------------------------------

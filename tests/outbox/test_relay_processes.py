@@ -186,7 +186,7 @@ def test_the_relay_answers_its_own_metrics_port_to_the_allowed_callers_only(kafk
     env = {"RELAY_METRICS_PORT": str(port), "METRICS_ALLOWED_CIDRS": "", "METRICS_TOKEN": "relay-scrape-token"}
     relay = manage_py("relay_outbox", env=env)
     try:
-        relay.wait_for_output("relaying outbox events")
+        relay.wait_for_log("relay started")
         write_events(30, [f"metrics-{n}" for n in range(3)])
         wait_until_published(30)
         samples = wait_for_scrape(
