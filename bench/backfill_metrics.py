@@ -30,7 +30,6 @@ Uses (and drops) the database lottery_bench_metrics.
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import time
@@ -426,20 +425,19 @@ def run(args: argparse.Namespace) -> int:
     ok = not mismatches and busy_players == expected_busy_players
     if not ok:
         print(f"  !! INVALID RUN: {mismatches or 'the busy hour miscounted'}")
-    summary = {
-        "benchmark": "backfill_metrics",
-        "days": DAYS,
-        "busy_hour_ballots": args.busy_ballots,
-        "stakes": counts["stakes"],
-        "bare_group_by_ms": round(bare_seconds * 1000, 1),
-        "backfill_ms": round(backfill_seconds * 1000, 1),
-        "backfill_speed_vs_bare": round(ratio, 3),
-        "trailing_window_ms": round(refresh_seconds * 1000, 1),
-        "goals_met": ratio >= 0.5 and refresh_seconds < 1.0,
-        "valid": ok,
-        "noisy": True,
-    }
-    print(json.dumps(summary))
+    _common.summary(
+        "backfill_metrics",
+        valid=ok,
+        figures={
+            "backfill_ms": round(backfill_seconds * 1000, 1),
+            "bare_group_by_ms": round(bare_seconds * 1000, 1),
+            "trailing_window_ms": round(refresh_seconds * 1000, 1),
+            "busy_hour_ballots": args.busy_ballots,
+            "stakes": counts["stakes"],
+        },
+        ratios={"backfill speed/bare": round(ratio, 3)},
+        goals={"backfill speed/bare >= 0.5": ratio >= 0.5, "trailing window under 1 s": refresh_seconds < 1.0},
+    )
     return 0 if ok else 1
 
 

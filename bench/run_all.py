@@ -46,7 +46,9 @@ BENCHMARKS: dict[str, str] = {
     "stakes_consume": "stake consumer, 10,000 stakes into pools of 3",
     "broadcast": "SMS broadcast to 100,000 players",
     "award_sms": "award commit to winner SMS beside a broadcast and a ballot load",
+    "backfill_metrics": "business metrics: backfill of 30 days (one hour of 1,000,000 ballots) and the trailing window",
     "ballot_submit": "ballots through gunicorn (2 sync workers), wrk 32 connections",
+    "tracing": "ballots with every trace kept and JSON logs, beside tracing off",
 }
 
 

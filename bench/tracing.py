@@ -23,7 +23,6 @@ Uses (and drops) the database lottery_bench_tracing and Redis database 14.
 """
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -257,22 +256,23 @@ def report(args: argparse.Namespace, measured: dict[str, Measured], receiver: Di
         )
     for problem in problems:
         print(f"  !! INVALID RUN: {problem}")
-    summary = {
-        "benchmark": "tracing",
-        "sampling_ratio": float(SAMPLE_RATIO),
-        "json_logs": args.json_logs,
-        **figures,
-        "ratio": round(ratios["traced"], 3),
-        "cpu_ratio": round(cpu_ratios["traced"], 3),
-        "sampled_ratio": args.sampled or None,
-        "sampled_rate_ratio": round(ratios["sampled"], 3) if "sampled" in ratios else None,
-        "traced_env": dict(item.split("=", 1) for item in args.traced_env),
-        "goal": GOAL,
-        "exports": receiver.requests,
-        "export_bytes": receiver.bytes,
-        "valid": not problems,
-    }
-    print(json.dumps(summary))
+    _common.summary(
+        "tracing",
+        valid=not problems,
+        figures={
+            "traced_ballots_per_s": round(figures["traced"]["rps"], 1),
+            "untraced_ballots_per_s": round(figures["untraced"]["rps"], 1),
+            "sampling": float(SAMPLE_RATIO),
+            "json_logs": str(args.json_logs),
+            "spans_exported_bytes": receiver.bytes,
+        },
+        ratios={
+            "traced/untraced": round(ratios["traced"], 3),
+            "cpu untraced/traced": round(cpu_ratios["traced"], 3),
+            **({f"sampled {args.sampled}/untraced": round(ratios["sampled"], 3)} if "sampled" in ratios else {}),
+        },
+        goals={f"traced/untraced >= {GOAL}": ratios["traced"] >= GOAL},
+    )
     return 1 if problems else 0
 
 
