@@ -54,6 +54,7 @@ def test_each_send_is_a_child_of_its_rows_stored_trace_and_the_batch_links_to_ev
             [LIFECYCLE_TOPIC],
             keys={"traced-request-a", "traced-request-b", "untraced"},
             expect=3,
+            timeout=60,  # the session's topic holds every earlier test's events
         )
     }
     for key in ("request-a", "request-b"):
