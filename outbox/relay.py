@@ -226,30 +226,33 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
             span.set_attributes(
                 {"outbox.published": result.published, "outbox.failed": result.failed, "outbox.held_back": held_back}
             )
-        for row_id, error in failures.items():
-            row = by_id[row_id]
-            logger.warning(
-                "outbox event failed",
-                extra={"event_id": row.event_id, "event_type": row.event_type, "topic": row.topic, "error": error},
-            )
-        # A batch that moved nothing (every row held back behind another relay's) is DEBUG: sweeps repeat it.
-        logger.log(
-            logging.INFO if result.published or result.failed else logging.DEBUG,
-            "outbox batch",
-            extra={
-                "batch_size": batch_size,
-                "claimed": result.claimed,
-                "published": result.published,
-                "failed": result.failed,
-                "held_back": result.held_back,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1),
-            },
-        )
+        _log_batch(result, batch_size, [(by_id[row_id], error) for row_id, error in failures.items()], started)
         if broker_error is not None:
             metrics.broker_unavailable_total.inc()
             kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
             raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
+
+
+def _log_batch(result: RelayBatch, batch_size: int, failures: list[tuple[_Row, str]], started: float) -> None:
+    for row, error in failures:
+        logger.warning(
+            "outbox event failed",
+            extra={"event_id": row.event_id, "event_type": row.event_type, "topic": row.topic, "error": error},
+        )
+    # A batch that moved nothing (every row held back behind another relay's) is DEBUG: sweeps repeat it.
+    logger.log(
+        logging.INFO if result.published or result.failed else logging.DEBUG,
+        "outbox batch",
+        extra={
+            "batch_size": batch_size,
+            "claimed": result.claimed,
+            "published": result.published,
+            "failed": result.failed,
+            "held_back": result.held_back,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        },
+    )
 
 
 def _send(rows: list[_Row]) -> tuple[list[_Row], dict[int, str], BaseException | None]:
