@@ -6,7 +6,7 @@ levels; their formatter becomes ``core.logs.formatter`` with the
 ``LOG_FORMAT`` of the environment (the master process never reads Django's
 settings). The access line is "request_served" with its fields, the same
 names as django-structlog's "request_finished": ``request`` ("GET /path?q"),
-``code``, ``duration_ms``, ``bytes``, ``remote_addr`` (the peer), ``user_agent``,
+``code``, ``duration_ms``, ``bytes``, ``remote_addr`` (the peer), ``user_agent``, ``pid`` (the worker's),
 ``request_id`` (the ``X-Request-ID`` the response carries) and the trace and
 span ids that ``core.middleware.RequestLogMiddleware`` left in the environ.
 """
@@ -43,6 +43,7 @@ class Logger(glogging.Logger):
                 "bytes": getattr(resp, "sent", None),
                 "remote_addr": environ.get("REMOTE_ADDR"),
                 "user_agent": environ.get("HTTP_USER_AGENT"),
+                "pid": os.getpid(),  # which of the workers served it
                 "request_id": headers.get(REQUEST_ID_HEADER.lower()),
                 "trace_id": environ.get(TRACE_ID_ENVIRON),
                 "span_id": environ.get(SPAN_ID_ENVIRON),

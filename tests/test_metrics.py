@@ -5,6 +5,7 @@ processes (tests/outbox/test_relay_processes.py, tests/pools/test_stake_consumer
 """
 
 import importlib
+import json
 import pkgutil
 import re
 import threading
@@ -44,16 +45,20 @@ def live_count(body: bytes) -> float:
     return value(samples, "django_http_responses_total_by_status_view_method_total", **labels) or 0.0
 
 
-def serving_pids(access_log: str) -> set[str]:
-    return set(re.findall(r"<<(\d+)>> /health/live", access_log))
+def serving_pids(log: str) -> set[int]:
+    """The workers that served /health/live: the pid of gunicorn's access lines (core.gunicorn_logging)."""
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and line.endswith("}")]
+    return {
+        line["pid"] for line in lines if line["event"] == "request_served" and line["request"] == "GET /health/live"
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_under_two_gunicorn_workers_metrics_count_every_request_whichever_worker_served_it(tmp_path):
     log = tmp_path / "gunicorn.log"
-    # One thread each, and the worker's pid on every access line: the load must reach both workers.
-    env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "GUNICORN_CMD_ARGS": "--access-logformat '<%(p)s> %(U)s'"}
+    # One thread each; the worker's pid is on every access line: the load must reach both workers.
+    env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1"}
     with running_gunicorn(log, **env) as server:
         errors: list[BaseException] = []
 
