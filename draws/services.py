@@ -56,6 +56,19 @@ def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> Non
 
 
 @metrics.timed_draw
+def _entries_packed(lottery_id: int) -> bytes:
+    """The lottery's valid ballot ids, in order, 8 bytes each (``_ENTRIES_SQL``), in one read.
+
+    A binary result: 8 MB of bytes for a million ballots, where the text form is 16 MB of hex
+    to parse. Django's own cursors bind on the client side, which cannot ask for one.
+    """
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_ENTRIES_SQL, {"lottery": lottery_id}, binary=True)
+        row = cursor.fetchone()
+    return bytes(row[0]) if row else b""
+
+
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """Seal the entries, reveal the seed, pick the winners and then the alternates, create the awards.
@@ -73,13 +86,7 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """
     if not connection.in_atomic_block:
         raise RuntimeError("draw_run must run inside the caller's transaction")
-    connection.ensure_connection()
-    # A binary result: 8 MB of bytes for a million ballots, where the text form is 16 MB of hex
-    # to parse. Django's own cursors bind on the client side, which cannot ask for one.
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_ENTRIES_SQL, {"lottery": lottery.pk}, binary=True)
-        row = cursor.fetchone()
-        packed = bytes(row[0]) if row else b""
+    packed = _entries_packed(lottery.pk)
     entries_count = len(packed) // algorithm.ID_BYTES
     if entries_count == 0:
         return None
