@@ -55,7 +55,6 @@ def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> Non
     write_rows(LotterySeed, [{"lottery_id": lottery.pk, "seed": seed, "created_at": now} for lottery, seed in seeds])
 
 
-@metrics.timed_draw
 def _entries_packed(lottery_id: int) -> bytes:
     """The lottery's valid ballot ids, in order, 8 bytes each (``_ENTRIES_SQL``), in one read.
 
@@ -69,6 +68,7 @@ def _entries_packed(lottery_id: int) -> bytes:
     return bytes(row[0]) if row else b""
 
 
+@metrics.timed_draw
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """Seal the entries, reveal the seed, pick the winners and then the alternates, create the awards.
