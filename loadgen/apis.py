@@ -33,7 +33,7 @@ from loadgen.errors import AnomalySwitchedOff, StatsBurstActive, StatsUnavailabl
 from loadgen.models import (
     PROVISION_PLAYERS,
     RECORD_ANOMALY,
-    REPORTED_KINDS,
+    REPORTED_KIND_CHOICES,
     TRIGGER_DROP,
     VIEW_ANOMALIES,
     AnomalyKind,
@@ -200,7 +200,7 @@ class JsonObjectField(serializers.DictField):
 
 
 class AnomalyInput(serializers.Serializer[dict[str, Any]]):
-    kind = serializers.ChoiceField(choices=[(kind.value, kind.label) for kind in REPORTED_KINDS])
+    kind = serializers.ChoiceField(choices=REPORTED_KIND_CHOICES)
     lottery_id = StrictIntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True)
     simulated_at = Rfc3339DateTimeField(required=False, allow_null=True)
     details = JsonObjectField(required=False, default=dict)

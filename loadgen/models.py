@@ -26,6 +26,7 @@ REPORTED_KINDS = (
     AnomalyKind.STATS_506,
     AnomalyKind.FRAUDULENT_ENTRY,
 )
+REPORTED_KIND_CHOICES = [(kind.value, kind.label) for kind in REPORTED_KINDS]
 
 
 class InjectedAnomaly(models.Model):

@@ -170,7 +170,7 @@ def drop_plan(rng: random.Random, *, number: int, switches: Switches, shape: Sha
                 burst=slots[i][1],
             )
         )
-    entries.sort(key=lambda entry: (entry.at, entry.key))
+    entries.sort(key=lambda entry: (entry.at, entry.cheat is not None, entry.key))  # a cheat after its original
     return DropPlan(
         number=number,
         window_seconds=window,

@@ -276,7 +276,8 @@ def drop_trigger(
     copy an accepted entry. Its entries are submitted one after the other
     through ``ballot_submit``, each cheat after its original, so the answer
     says what each got; a burst is the running generator's (it needs real
-    seconds), never the trigger's. Staff need ``trigger_drop`` and, since it
+    seconds), never the trigger's, and ``entries``, when given, is the count
+    (no low participation). Staff need ``trigger_drop`` and, since it
     creates a drop, ``lotteries.create_drop``.
     """
     require_permission(actor, TRIGGER_DROP)
@@ -284,6 +285,8 @@ def drop_trigger(
     run = f"trigger-{uuid.uuid4().hex[:12]}"
     rng = random.Random(seed or run)  # noqa: S311 (a simulation)
     values = {**switches.current(), "ANOMALY_TRAFFIC_BURST_ENABLED": False}
+    if entries is not None:  # the caller chose the count: no low participation overrides it
+        values["ANOMALY_LOW_PARTICIPATION_ENABLED"] = False
     shape = plan.Shape(
         entries_min=entries or plan.Shape.entries_min,
         entries_max=entries or plan.Shape.entries_max,

@@ -512,7 +512,13 @@ SPECTACULAR_SETTINGS = {
     # Path ids (the "id" converter of lottery_site.urls) are integers within bigint.
     "PATH_CONVERTER_OVERRIDES": {"id": DatabaseIdConverter.schema},
     # One name for the lottery states, shared by lotteries and their transitions.
-    "ENUM_NAME_OVERRIDES": {"LotteryStateEnum": "lotteries.models.Lottery.State"},
+    "ENUM_NAME_OVERRIDES": {
+        "LotteryStateEnum": "lotteries.models.Lottery.State",
+        "LotteryKindEnum": "lotteries.models.Lottery.Kind",
+        # The load generator's ground truth: every kind, and those a generator reports.
+        "AnomalyKindEnum": "loadgen.models.AnomalyKind",
+        "ReportedAnomalyKindEnum": "loadgen.models.REPORTED_KIND_CHOICES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------
