@@ -18,6 +18,7 @@ backend never texts a stranger.
 """
 
 from dataclasses import dataclass
+from functools import cache
 
 import phonenumbers
 
@@ -66,10 +67,12 @@ class Member:
     shares: str | None = None  # PHONE or ACCOUNT, for a twin
 
 
+@cache
 def honest(i: int) -> Member:
     return Member(i, f"{PREFIX}p{i:05d}", _number(i - 1), f"{PREFIX}acct-{i:05d}")
 
 
+@cache
 def twin(i: int) -> Member:
     original = honest(i)
     if i % 2:

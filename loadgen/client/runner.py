@@ -47,7 +47,7 @@ class Options:
     max_drops: int | None = None
     shape: plan.Shape = field(default_factory=plan.Shape)
     pinned: dict[str, Any] = field(default_factory=dict)  # switches --set pins for the run
-    concurrency: int = 64
+    concurrency: int = 32
     switch_poll_seconds: float = 2.0
     stats_every_seconds: float = 30.0  # 0: the generator reads no stats itself
     drain_seconds: float = 30.0  # after the last window, how long to wait for the draws
@@ -80,6 +80,8 @@ class Totals:
     stats_506_seen: int = 0
     records_lost: int = 0
     lags: list[float] = field(default_factory=list)  # seconds an entry went out after its moment
+    due_per_second: Counter[int] = field(default_factory=Counter)  # entries due in each second of the run
+    done_per_second: Counter[int] = field(default_factory=Counter)  # entries answered in each second
     first_due: float | None = None
     last_due: float = 0.0
     first_sent: float | None = None
@@ -107,7 +109,7 @@ class Generator:
         self.options = options
         self.seed = options.seed or os.urandom(4).hex()
         self.run_id = options.run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{self.seed}"[:64]
-        self.api = Api(options.base_url, connections=options.concurrency + 4)
+        self.api = Api(options.base_url)
         self.totals = Totals()
         self.show = show
         self.switch_values: dict[str, Any] = {}
@@ -125,6 +127,8 @@ class Generator:
         self._creator = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loadgen-drop")
         self._drops_begun = 0
         self._creations_pending = 0
+        self._outstanding = 0  # entries of created drops not yet answered (or given up)
+        self._watched: list[LiveDrop] = []  # drops not yet drawn or cancelled
         self.started_mono = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.cpu_started = time.process_time()
@@ -232,7 +236,7 @@ class Generator:
                     drain_until = last_close - self.started_mono + options.drain_seconds
                 if self._idle() and (self._all_final() or now >= drain_until):
                     break
-            time.sleep(0.02)
+            time.sleep(0.05)  # the duties above are due at most 20 times a second
         self._stopping.set()  # the scheduler ends; entries in flight are answered first
         with self._queue_cv:
             self._queue_cv.notify_all()
@@ -314,6 +318,9 @@ class Generator:
                 cheats.setdefault(entry.copies, []).append(entry)
         live.waiting = cheats
         live.outstanding = len(drop.entries)
+        with self.totals.lock:
+            self._outstanding += len(drop.entries)
+        self._watched.append(live)
         for entry in drop.entries:
             if not entry.cheat:
                 self._enqueue(opened + entry.at, live, entry)
@@ -321,17 +328,18 @@ class Generator:
     def _watch(self) -> None:
         """Look at the drops whose window has ended until each is drawn (or cancelled)."""
         now = time.monotonic()
-        for drop in self.drops:
-            if drop.state == "open" and now >= drop.closes:
+        for drop in list(self._watched):
+            if now >= drop.closes:
                 answer = self.api.call("GET", f"/api/v1/lotteries/{drop.lottery_id}", headers=self._reader())
                 state = answer.body.get("state") if isinstance(answer.body, dict) else None
                 if state in ("drawn", "cancelled"):
                     drop.state = state
+                    self._watched.remove(drop)
                     with self.totals.lock:
                         self.totals.drops_final[state] += 1
 
     def _all_final(self) -> bool:
-        return all(drop.state != "open" for drop in self.drops)
+        return not self._watched
 
     def _reader(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.options.staff_token}"} if self.options.staff_token else {}
@@ -345,6 +353,7 @@ class Generator:
         with self.totals.lock:
             self.totals.first_due = due if self.totals.first_due is None else min(self.totals.first_due, due)
             self.totals.last_due = max(self.totals.last_due, due)
+            self.totals.due_per_second[int(due - self.started_mono)] += 1
 
     def _schedule(self) -> None:
         """Hand each entry to a sender at its moment (the scheduler thread)."""
@@ -379,6 +388,7 @@ class Generator:
             totals.lags.append(started - due)
             totals.first_sent = started if totals.first_sent is None else min(totals.first_sent, started)
             totals.last_done = max(totals.last_done, done)
+            totals.done_per_second[int(done - self.started_mono)] += 1
             if accepted:
                 totals.entries_accepted += 1
             else:
@@ -398,8 +408,10 @@ class Generator:
                     with self.totals.lock:
                         self.totals.cheats_skipped += accepted is False
                         drop.outstanding -= 1
+                        self._outstanding -= 1
         with self.totals.lock:
             drop.outstanding -= 1
+            self._outstanding -= 1
 
     def _record_cheat(
         self, drop: LiveDrop, entry: plan.PlannedEntry, member: population.Member, answer: Answer
@@ -426,7 +438,7 @@ class Generator:
 
     def _idle(self) -> bool:
         with self.totals.lock:
-            return all(drop.outstanding <= 0 for drop in self.drops)
+            return self._outstanding <= 0
 
     # --- the stats endpoint ---------------------------------------------------------------------
 
@@ -525,6 +537,7 @@ class Generator:
                 },
                 "records_lost": t.records_lost,
                 "rate": {
+                    **_steady_rates(t.due_per_second, t.done_per_second),
                     "requested_per_second": round(t.entries_planned / due_span, 1) if due_span > 0 else None,
                     "achieved_per_second": round(t.entries_sent / sent_span, 1) if sent_span > 0 else None,
                     "lag_p50_ms": round(statistics.median(lags) * 1000, 1) if lags else None,
@@ -535,3 +548,15 @@ class Generator:
                     "share_of_a_core": round(self.cpu_seconds / self.wall_seconds, 3) if self.wall_seconds else None,
                 },
             }
+
+
+def _steady_rates(due: Counter[int], done: Counter[int]) -> dict[str, float | None]:
+    """Entries due and answered per second in the steady middle of the run (its seconds' middle half), medians."""
+    if not due:
+        return {"steady_requested_per_second": None, "steady_achieved_per_second": None}
+    first, last = min(due), max(due)
+    middle = range(first + (last - first) // 4, last - (last - first) // 4 + 1)
+    return {
+        "steady_requested_per_second": float(statistics.median(due[s] for s in middle)),
+        "steady_achieved_per_second": float(statistics.median(done[s] for s in middle)),
+    }

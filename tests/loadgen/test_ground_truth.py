@@ -57,10 +57,12 @@ def test_each_reported_anomaly_is_a_row_a_log_event_and_a_count(
         ("anomalous_low_participation", "run-1", drop.pk),
         ("fraudulent_entry", "run-1", drop.pk),
     ]
-    assert rows[0].details == {"entries": 1} and rows[0].simulated_at.isoformat() == "2026-01-01T10:00:00+00:00"
+    assert rows[0].details == {"entries": 1}
+    assert rows[0].simulated_at is not None and rows[0].simulated_at.isoformat() == "2026-01-01T10:00:00+00:00"
     assert injected(AnomalyKind.LOW_PARTICIPATION) == before + 1
     events = [r for r in caplog.records if r.getMessage() == "anomalous_low_participation"]
-    assert len(events) == 1 and events[0].details == {"entries": 1} and events[0].lottery_id == drop.pk  # type: ignore[attr-defined]
+    assert len(events) == 1
+    assert (events[0].details, events[0].lottery_id) == ({"entries": 1}, drop.pk)
 
     auditor = client_for(make_player(roles=["compliance"]))
     listed = auditor.get(reverse("loadgen-anomalies"), {"run": "run-1", "kind": "fraudulent_entry"}).json()
@@ -97,7 +99,9 @@ def test_a_506_burst_answers_exactly_its_requests_in_a_row_then_the_stats_again(
         }  # fmt: skip
         assert answer["Retry-After"] == "1"
     burst.refresh_from_db()
-    assert burst.served == 3 and burst.first_served_at <= burst.last_served_at
+    assert burst.served == 3
+    assert burst.first_served_at is not None and burst.last_served_at is not None
+    assert burst.first_served_at <= burst.last_served_at
     # and once answered, the next burst may be armed
     assert record(api, {"kind": "anomalous_stats_endpoint_506", "details": {"requests": 1}}).status_code == 201
 

@@ -50,7 +50,7 @@ def test_cheats_copy_a_distinct_honest_entry_of_their_drop_and_come_after_it():
         assert len({e.player for e in honest.values()}) == len(honest)  # one entry per player
         assert len({c.copies for c in cheats}) == len(cheats)
         for cheat in cheats:
-            original = honest[cheat.copies]  # type: ignore[index]
+            original = honest[cheat.copies]
             assert cheat.player == original.player and cheat.at >= original.at
             assert cheat.cheat == (population.PHONE if cheat.player % 2 else population.ACCOUNT)
         assert [e.at for e in drop.entries] == sorted(e.at for e in drop.entries)

@@ -77,7 +77,7 @@ class Command(BaseCommand):
             "--set", dest="pins", type=_pin, action="append", default=[], metavar="SWITCH=VALUE",
             help=f"Pin a chaos switch for this run, over admin's value ({', '.join(switches.SWITCHES)}).",
         )  # fmt: skip
-        parser.add_argument("--concurrency", type=int, default=64, help="Entries in flight at most.")
+        parser.add_argument("--concurrency", type=int, default=32, help="Entries in flight at most.")
         parser.add_argument("--stats-every", type=float, default=30.0, help="Read the stats every N s (0: never).")
         parser.add_argument("--switch-poll", type=_positive, default=2.0, help="Read the switches every N s.")
         parser.add_argument("--drain", type=float, default=30.0, help="After the last window, wait N s for draws.")
