@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
 from django.db import transaction
@@ -177,6 +177,10 @@ def stats_unavailable(*, now: datetime | None = None) -> StatsUnavailable | None
 # --- Players ----------------------------------------------------------------------------
 
 
+# An unusable password: the generator's players never log in, they use their tokens.
+LOADGEN_PLAYER_PASSWORD = f"{UNUSABLE_PASSWORD_PREFIX}load-generator-player"
+
+
 @dataclass(frozen=True)
 class ProvisionedPlayer:
     index: int
@@ -202,23 +206,26 @@ def players_provision(*, count: int, actor: AbstractUser | None) -> list[Provisi
     members = population.members(count)
     now = timezone.now()
     with transaction.atomic():
+        names = [member.username for member in members]
+        there = set(Player.objects.filter(username__in=names).values_list("username", flat=True))
         Player.objects.bulk_create(
             [
                 Player(
                     username=member.username,
-                    password=make_password(None),
+                    password=LOADGEN_PLAYER_PASSWORD,
                     phone_number=normalize_phone_number(member.phone_number),
                     external_account_id=member.external_account_id,
                     date_joined=now,
                 )
                 for member in members
+                if member.username not in there
             ],
-            ignore_conflicts=True,
+            ignore_conflicts=True,  # a provisioning racing this one created it meanwhile
             batch_size=1000,
         )
         stored = {
             row[0]: row
-            for row in Player.objects.filter(username__in=[m.username for m in members]).values_list(
+            for row in Player.objects.filter(username__in=names).values_list(
                 "username", "id", "phone_number", "external_account_id"
             )
         }
