@@ -8,6 +8,7 @@ internal token (``INTERNAL_LOADGEN_TOKEN``, in ``X-Internal-Token``).
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import django_filters
@@ -178,8 +179,13 @@ class AnomalyOutput(serializers.ModelSerializer[InjectedAnomaly]):
         ]  # fmt: skip
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 64})
+class RunFilter(django_filters.CharFilter):
+    """A run's name: never empty (the platform's own records are found by their kind)."""
+
+
 class AnomalyFilter(StrictFilterSet):
-    run = django_filters.CharFilter(help_text="Only this generator run's (empty: the platform's own).")
+    run = RunFilter(help_text="Only this generator run's.")
     kind = django_filters.ChoiceFilter(choices=AnomalyKind.choices)
     lottery = IdFilter(field_name="lottery_id", help_text="Only the anomalies of this lottery.")
     after = IdFilter(field_name="id", lookup_expr="gt", help_text="Only those recorded after this id (to follow).")
@@ -195,8 +201,13 @@ class JsonObjectField(serializers.DictField):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value: dict[str, Any] = super().to_internal_value(data)
-        if "\\u0000" in json.dumps(value):
+        text = json.dumps(value, ensure_ascii=False)
+        if "\\u0000" in text:  # a NUL, escaped: jsonb cannot hold it
             raise serializers.ValidationError("No NUL character (\\u0000) may appear.")
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise serializers.ValidationError("Every string must be valid Unicode (no lone surrogate).") from None
         return value
 
 
@@ -209,6 +220,13 @@ class AnomalyInput(serializers.Serializer[dict[str, Any]]):
         min_value=1, max_value=86_400, required=False, help_text="A stats 506 burst's: forgotten after this long."
     )
 
+    def validate_simulated_at(self, value: datetime | None) -> datetime | None:
+        """In UTC, as stored: PostgreSQL takes no offset beyond 15:59, and no date-time past its range."""
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError:
+            raise serializers.ValidationError("Out of the range of storable date-times.") from None
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["kind"] == AnomalyKind.STATS_506:
             requests = attrs["details"].get("requests")
@@ -219,7 +237,7 @@ class AnomalyInput(serializers.Serializer[dict[str, Any]]):
 
 class AnomaliesRecordInput(serializers.Serializer[dict[str, Any]]):
     run = StrictCharField(max_length=64, help_text="The generator run that injected them.")
-    anomalies = AnomalyInput(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
+    anomalies = serializers.ListField(child=AnomalyInput(), min_length=1, max_length=1000)
 
     def validate_anomalies(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if sum(1 for item in value if item["kind"] == AnomalyKind.STATS_506) > 1:
@@ -340,6 +358,13 @@ class TriggerInput(serializers.Serializer[dict[str, Any]]):
         min_value=1, max_value=1440, required=False, help_text="The entrance window; default 30 to 240 minutes."
     )
     seed = StrictCharField(max_length=64, required=False, help_text="Replays the same plan.")
+
+    def validate_seed(self, value: str) -> str:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise serializers.ValidationError("Must be valid Unicode (no lone surrogate).") from None
+        return value
 
 
 class TriggerOutput(serializers.Serializer[Any]):

@@ -163,16 +163,17 @@ class Generator:
             raise RuntimeError(f"provisioning the players failed: {answer.status} {answer.code} {answer.body!r:.300}")
         self.members = {player["username"]: player for player in answer.body["players"]}
 
-    def read_switches(self) -> bool:
+    def read_switches(self) -> Answer:
+        """Read the chaos switches (the pins stay over them); a failed read keeps the last values."""
         answer = self.api.call("GET", "/api/v1/loadgen/chaos", headers=self._auth("loadgen"))
         if answer.status != 200:
-            return False
+            return answer
         self.server_switches = dict(answer.body["switches"])
         self.switch_values = {
             name: self.server_switches[name] for name in switches.SWITCHES if name in self.server_switches
         }
         self.switch_values.update(self.options.pinned)
-        return True
+        return answer
 
     @property
     def plan_switches(self) -> plan.Switches:
@@ -182,8 +183,11 @@ class Generator:
 
     def run(self) -> dict[str, Any]:
         # Long: the main loop is one schedule of timed duties, each a few lines; split, the timing would scatter.
-        if not self.read_switches():
-            raise RuntimeError("the chaos switches could not be read (GET /api/v1/loadgen/chaos): check the token")
+        first = self.read_switches()
+        if first.status != 200:
+            why = first.error or f"{first.status} {first.code}"
+            url = f"{self.api.base_url}/api/v1/loadgen/chaos"
+            raise RuntimeError(f"GET {url} failed ({why}): is the platform up, the token right?")
         self.provision()
         scheduler = threading.Thread(target=self._schedule, name="loadgen-scheduler", daemon=True)
         scheduler.start()

@@ -120,6 +120,31 @@ def test_a_second_burst_waits_for_the_first_and_a_switched_off_one_is_refused(ap
     assert InjectedAnomaly.objects.count() == 1 and InjectedAnomaly.objects.get().served == 0
 
 
+@pytest.mark.parametrize(
+    "report",
+    [
+        '{"kind": "fraudulent_entry", "details": {"\\ud9b9": 1}}',  # a lone surrogate: not Unicode
+        '{"kind": "fraudulent_entry", "details": {"a": "x\\u0000y"}}',  # a NUL: jsonb refuses it
+        '{"kind": "fraudulent_entry", "simulated_at": "9999-12-31T23:59:59-01:00"}',  # in UTC, past year 9999
+    ],
+)
+def test_a_report_the_database_could_not_store_is_refused_as_bad_input(api, report):
+    body = f'{{"run": "r", "anomalies": [{report}]}}'
+
+    answer = api.generic("POST", reverse("loadgen-anomalies"), body, content_type="application/json", **LOADGEN)
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "validation_error")
+    assert not InjectedAnomaly.objects.exists()
+
+
+def test_a_simulated_time_with_any_offset_is_stored_in_utc(api):
+    # PostgreSQL takes no offset beyond 15:59; the same moment in UTC it takes
+    answer = record(api, {"kind": "fraudulent_entry", "simulated_at": "0276-07-26T18:53:48+19:05"})
+
+    assert answer.status_code == 201, answer.json()
+    assert InjectedAnomaly.objects.get().simulated_at.isoformat() == "0276-07-25T23:48:48+00:00"  # type: ignore[union-attr]
+
+
 def test_a_burst_needs_its_request_count(api):
     for details in ({}, {"requests": 0}, {"requests": "3"}, {"requests": True}):
         answer = record(api, {"kind": "anomalous_stats_endpoint_506", "details": details})
