@@ -185,7 +185,7 @@ class RunFilter(django_filters.CharFilter):
 
 
 class AnomalyFilter(StrictFilterSet):
-    run = RunFilter(help_text="Only this generator run's.")
+    run = RunFilter(max_length=64, help_text="Only this generator run's.")
     kind = django_filters.ChoiceFilter(choices=AnomalyKind.choices)
     lottery = IdFilter(field_name="lottery_id", help_text="Only the anomalies of this lottery.")
     after = IdFilter(field_name="id", lookup_expr="gt", help_text="Only those recorded after this id (to follow).")

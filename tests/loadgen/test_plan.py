@@ -99,7 +99,7 @@ def test_a_drop_larger_than_the_population_is_refused():
         plan.drop_plan(random.Random(1), number=1, switches=plan.Switches(), shape=plan.Shape(players=10), time_scale=1)
 
 
-@pytest.mark.parametrize("i", [1, 3, 5, 7, 9, 1001, 4999])
+@pytest.mark.parametrize("i", [1, 3, 5, 7, 9, 1001, 1999])
 def test_a_phone_twin_writes_its_players_number_another_way_and_e164_brings_it_back(i, settings):
     settings.PHONE_DEFAULT_REGION = ""
     twin, honest = population.twin(i), population.honest(i)

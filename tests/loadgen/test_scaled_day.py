@@ -112,26 +112,32 @@ def platform(kafka_broker, tmp_path):
         yield server
 
 
-def run_loadgen(base_url: str, *args: str, timeout: float = 240) -> dict[str, Any]:
+def run_loadgen(base_url: str, *args: str, timeout: float = 240) -> tuple[dict[str, Any], str]:
+    """The generator's summary (its last line, JSON) and everything it printed before."""
     generator = manage_py("loadgen", "--base-url", base_url, "--json", "--stats-every", "0", *args)
     code, out, err = generator.wait(timeout=timeout)
     assert code == 0, f"{out}\n{err}"
     summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return summary
+    return summary, out
 
 
 def test_a_simulated_day_matches_its_ground_truth(platform):
     # given a live platform and a client polling its stats endpoint
     with StatsPoller(platform.base_url) as poller:
         # when the generator plays one day, in 48 s
-        summary = run_loadgen(
+        summary, printed = run_loadgen(
             platform.base_url, "--time-scale", str(TIME_SCALE), "--duration", "1d", "--seed", SEED,
             "--run-id", "scaled-day", "--players", "600", "--entries-min", "5", "--entries-max", "15", "--drain", "40",
+            "--report-every", "5",
         )  # fmt: skip
         time.sleep(0.5)  # the poller's last requests
     run = summary["run"]
     drops = Lottery.objects.filter(kind="drop", title__startswith=f"Loadgen {run} #")
     truth = InjectedAnomaly.objects.filter(run=run)
+    # without a terminal it printed a plain status line now and then, and its summary at the end
+    status = [line for line in printed.splitlines() if line.startswith("sim ")]
+    assert len(status) >= 5 and " created, " in status[-1] and "refused: " in status[-1], printed[:2000]
+    assert f"load generator run {run} (seed {SEED})" in printed
 
     # then the drops fit the intervals: one at the start, then one every 20 to 55 simulated minutes
     assert summary["simulated_minutes"] >= DAY_MINUTES
