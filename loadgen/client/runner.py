@@ -238,7 +238,7 @@ class Generator:
                 if drain_until is None:  # the last window's end, and time for its draw
                     last_close = max((d.closes for d in self.drops), default=time.monotonic())
                     drain_until = last_close - self.started_mono + options.drain_seconds
-                if self._idle() and (self._all_final() or now >= drain_until):
+                if self._idle() and (self._all_final() or now >= drain_until or not options.drain_seconds):
                     break
             time.sleep(0.05)  # the duties above are due at most 20 times a second
         self._stopping.set()  # the scheduler ends; entries in flight are answered first
