@@ -8,6 +8,9 @@ overridden on the command line or in ``GUNICORN_CMD_ARGS``.
 """
 
 import os
+import shutil
+import tempfile
+from typing import Any
 
 wsgi_app = "lottery_site.wsgi:application"
 bind = [os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT') or 8000}"]
@@ -15,6 +18,10 @@ workers = int(os.environ.get("GUNICORN_WORKERS") or os.environ.get("WEB_CONCURRE
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 # Access log on stdout; GUNICORN_ACCESS_LOG="" turns it off (the benchmarks do).
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# gunicorn's own lines (its error log, the access log) as JSON like every other line (core.logs).
+logger_class = "core.gunicorn_logging.Logger"
+# The master's own lines (booting a worker, a worker's timeout) name the service its workers serve.
+os.environ.setdefault("OTEL_SERVICE_NAME", "web")
 # No gunicornc control socket (gunicorn 25.1 and later make one in $HOME, which
 # the image's user does not have, and which two servers on one machine would share).
 control_socket_disable = True
@@ -30,8 +37,39 @@ limit_request_fields = 50
 limit_request_field_size = 8190
 
 
+# Prometheus' multiprocess mode (core.prometheus): each worker keeps its metrics in files of this directory,
+# and /metrics adds every worker's up, whichever worker answers. PROMETHEUS_MULTIPROC_DIR names it;
+# unset, a fresh temporary one is made here (and removed at exit). Set before the workers fork and import
+# prometheus_client, which reads it once.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lottery-web-metrics-")
+
+
+def on_starting(server: object) -> None:
+    """Before the first worker: the values of an earlier run are forgotten."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker exited: its live gauges go with it (its counts stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: object) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
 def post_fork(server: object, worker: object) -> None:
-    """Each worker sets up its own telemetry after the fork (core.process)."""
+    """Each worker sets up its own telemetry after the fork (core.process), before it loads the application."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")  # the set-up reads the settings
     from core.process import started
 
     started("web")

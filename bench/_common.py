@@ -5,6 +5,7 @@ so ``python bench/<name>.py`` finds it), calls ``setup_django`` and only then
 imports the project's modules.
 """
 
+import json
 import os
 import sys
 import warnings
@@ -96,3 +97,22 @@ def flush_redis() -> None:
 
 def step(message: str) -> None:
     print(f"  .. {message}", flush=True)
+
+
+def summary(
+    name: str,
+    *,
+    valid: bool,
+    figures: dict[str, float | int | str],
+    ratios: dict[str, float] | None = None,
+    goals: dict[str, bool] | None = None,
+) -> None:
+    """Print the run's one machine-readable line, the last it prints (``bench/run_all`` reads it).
+
+    ``goals`` maps each goal, as a reader would state it, to whether this run
+    met it. An invalid run judges no goal: every one is reported as ``null``,
+    never as met.
+    """
+    judged = {goal: (bool(met) if valid else None) for goal, met in (goals or {}).items()}
+    line = {"benchmark": name, "valid": valid, "figures": figures, "ratios": ratios or {}, "goals": judged}
+    print(json.dumps(line), flush=True)

@@ -182,6 +182,18 @@ def run(args: argparse.Namespace) -> int:  # Long: one scenario, set up, driven 
     )
     ok = len(sent) == args.awards
     print(f"  verify    {len(sent)} winner SMS for {args.awards} awards: {'ok' if ok else 'INVALID'}")
+    p99 = percentile(delays, 0.99)
+    _common.summary(
+        "award_sms",
+        valid=ok and still_broadcasting,
+        figures={
+            "p50_ms": round(percentile(delays, 0.5)),
+            "p99_ms": round(p99),
+            "max_ms": round(max(delays)),
+            "ballots_per_s_beside": round(load.accepted / load.seconds),
+        },
+        goals={"p99 under 1000 ms": p99 < 1000},
+    )
     return 0 if ok else 1
 
 

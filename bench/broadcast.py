@@ -105,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"  bare      the batch statements in a loop:  {bare:>9,.0f} messages/s")
     print(f"  platform  Celery worker, {args.chains} chains:     {platform:>9,.0f} messages/s"
           f"   = {platform / bare:.2f} x bare   (goal: at least 0.5)")  # fmt: skip
-    return verify(drops, args.players)
+    ok = verify(drops, args.players)
+    _common.summary(
+        "broadcast",
+        valid=ok,
+        figures={"platform_messages_per_s": round(platform), "bare_messages_per_s": round(bare)},
+        ratios={"platform/bare": round(platform / bare, 2)},
+        goals={"platform/bare >= 0.5": platform / bare >= 0.5},
+    )
+    return 0 if ok else 1
 
 
 def create(lottery_id: int) -> float:
@@ -197,7 +205,7 @@ def through_workers(lottery_id: int, args: argparse.Namespace) -> float:
     return broadcast.sent / elapsed
 
 
-def verify(drops: list, players: int) -> int:
+def verify(drops: list, players: int) -> bool:
     from django.db.models import Count
 
     from notifications.models import Broadcast, GatewayMessage, Notification
@@ -213,7 +221,7 @@ def verify(drops: list, players: int) -> int:
     at_gateway = GatewayMessage.objects.count()
     ok &= at_gateway == 2 * players
     print(f"  verify    gateway messages {at_gateway:,} (expected {2 * players:,}): {'ok' if ok else 'INVALID'}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -263,6 +263,16 @@ def report(phases: list[Phase]) -> int:
                 p.stored < p.transactions]  # fmt: skip
     for problem in problems:
         print(f"  INVALID {problem}")
+    _common.summary(
+        "hot_lottery",
+        valid=not problems,
+        figures={
+            "hot_tx_per_s": round(median([p.tps for p in by_mode["hot"]])),
+            "spread_tx_per_s": round(median([p.tps for p in by_mode["spread"]])),
+        },
+        ratios={"hot/spread": round(ratio, 2)},
+        goals={"hot/spread >= 0.8": ratio >= 0.8},
+    )
     return 1 if problems else 0
 
 

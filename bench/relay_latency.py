@@ -33,6 +33,7 @@ lottery_bench_latency and flushes Redis database 14 (the Celery broker here).
 """
 
 import argparse
+import json
 import math
 import multiprocessing
 import os
@@ -172,11 +173,12 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
                 phase = measure(Phase(relay, label), commit, events, consumer, args)
             phases.append(phase)
             relayed = len(phase.sent) + len(phase.warm)
-            batches = server.count("outbox batch:")
-            note = f"relay: {batches:,} batches sent events ({relayed / max(1, batches):.1f} events per batch)"
+            batches = server.lines("outbox batch")
+            per_batch = relayed / max(1, len(batches))
+            note = f"relay: {len(batches):,} batches sent events ({per_batch:.1f} events per batch)"
             if relay == "celery":
-                tasks = server.count("Task outbox.tasks.relay_outbox[", "] received")
-                note += f", {tasks:,} relay tasks ({relayed / max(1, tasks):.1f} events per task)"
+                tasks = len({line.get("task_id") for line in batches})  # the tasks that published something
+                note += f", {tasks:,} relay tasks sent events ({relayed / max(1, tasks):.1f} events per task)"
             phase.notes.append(note + ", warm-up included")
     finally:
         consumer.stop()
@@ -193,10 +195,19 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
         for note in phase.notes:
             print(f"            {note}")
     print(f"  verified  {len(known):,} events sent (warm-up included): {missing} missing, {extra} extra")
-    if missing or extra:
+    valid = not missing and not extra and all(p.latencies_ms for p in phases)
+    if not valid:
         print("  !! INVALID RUN: events missing on the topics, or extra records (duplicates or unknown)")
-        return 1
-    return 0
+    figures: dict[str, float | int | str] = {}
+    goals: dict[str, bool] = {}
+    for phase in phases:
+        if phase.latencies_ms:
+            figures[f"{phase.name}_p50_ms"] = round(phase.percentile(50), 1)
+            figures[f"{phase.name}_p99_ms"] = round(phase.percentile(99), 1)
+            if phase.name != "bare":
+                goals[f"{phase.name} p99 under 250 ms"] = phase.percentile(99) < 250
+    _common.summary("relay_latency", valid=valid, figures=figures, goals=goals)
+    return 0 if valid else 1
 
 
 # --- Producing ---------------------------------------------------------------------
@@ -343,10 +354,14 @@ class Server:
             )
         return self
 
-    def count(self, *texts: str) -> int:
-        """Lines of the process's log holding every one of ``texts``."""
+    def lines(self, event: str) -> list[dict[str, Any]]:
+        """The process's log lines (JSON, core.logs) of this event."""
+        found = []
         with self.log_path.open(errors="replace") as log:
-            return sum(1 for line in log if all(text in line for text in texts))
+            for line in log:
+                if line.startswith("{") and (entry := json.loads(line)).get("event") == event:
+                    found.append(entry)
+        return found
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None

@@ -17,7 +17,21 @@ after the other, in the same run and from the same broker:
   is watched every 10 ms; applied is checked after); its ratio to the baseline
   (goal: at least 0.25).
 
-Both leave out the group join (about 3 s on Tansu with session_timeout_ms=6000).
+* durable baseline: the floor of the durable work. A bare ``KafkaConsumer``
+  (same settings, a group of its own) that, per poll, COPYs as many stakes'
+  worth of the rows the platform wrote (inbox, player, stake, ballot, pools
+  with their seeds and transitions, outbox events: precomputed, dumped from
+  the platform's own run and the tables then emptied) in one transaction,
+  commits, then commits the poll's offsets. No parsing, no planning, no
+  lookups: what is left of the platform's cost over it is the code's. The
+  platform's ratio to it (goal: at least 0.6); the ratio to the bare read is
+  kept for continuity (old goal 0.25);
+* two ``consume_stakes`` processes in one group over the topic's 6
+  partitions, into the emptied tables: on 2 cores this shows that the group
+  shares the work correctly without collapsing, not linear scaling (the two
+  processes and PostgreSQL share the same two cores).
+
+All leave out the group join (about 3 s on Tansu with session_timeout_ms=6000).
 Afterwards: exactly 10,000 stakes stored and 10,000 players, counters received
 == applied == 10,000 (nothing duplicate or dead-lettered), pools of POOL_SIZE
 distinct players (3,333 closed + 1 open for 10,000 stakes and pools of 3), the
@@ -53,6 +67,21 @@ BARE_GROUP = "bench-bare-stakes"
 AMOUNTS = ("5.00", "2.50", "10.00", "1.00", "20.00")
 CURRENCY = "EUR"
 WATCH_INTERVAL = 0.01  # seconds between two looks at the counters
+DURABLE_GROUP = "bench-durable-stakes"
+PAIR_GROUP = "bench-two-consumers"
+PARTITIONS = 6  # the topics' partitions in this run: room for two consumers in one group
+DURABLE_GOAL = 0.6  # platform/durable baseline
+# The tables a batch of stakes writes, parents first (their foreign keys are checked at each commit).
+DURABLE_TABLES = (
+    "lotteries_lottery",
+    "draws_lotteryseed",
+    "lotteries_lotterytransition",
+    "entries_player",
+    "entries_ballot",
+    "entries_stake",
+    "outbox_inboxmessage",
+    "outbox_outboxevent",
+)
 
 
 @dataclass
@@ -97,6 +126,7 @@ def main() -> int:
     args = parse_args()
     print(f"stakes_consume: {args.stakes:,} stakes over {args.games} games ({CURRENCY}), each player once", flush=True)
 
+    os.environ["KAFKA_TOPIC_PARTITIONS"] = str(PARTITIONS)  # this process's settings and the commands' alike
     with _kafka.bench_environment(DB_NAME, prefix="bench-stakes-", time_limit=args.time_limit) as (broker, tmp):
         return run(args, broker, tmp)
 
@@ -133,6 +163,14 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
     _common.step(f"platform: {platform.describe()}")
     platform.problems += check_database(stakes)
     platform.notes.append(rows_written(len(stakes)))
+    rows = DurableRows.dump()
+    empty_tables()
+    durable = measure_durable(broker.bootstrap, settings.STAKES_TOPIC, config, rows, len(stakes))
+    _common.step(f"durable : {durable.describe()}")
+    empty_tables()
+    pair = measure_command(broker.bootstrap, len(stakes), args.log_level, tmp, processes=2, group=PAIR_GROUP)
+    _common.step(f"two     : {pair.describe()}")
+    pair.problems += check_database(stakes)
 
     print("results")
     print(f"  baseline  bare KafkaConsumer, group {BARE_GROUP}: {bare.rate:8.0f} stakes/s  ({bare.describe()})")
@@ -140,11 +178,17 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
         f"  platform  manage.py consume_stakes, group {settings.STAKES_CONSUMER_GROUP}: {platform.rate:8.0f} "
         f"stakes/s  ({platform.describe()})"
     )
-    print(f"  ratio     platform/bare: {platform.rate / bare.rate:.3f}   (goal: at least 0.25)")
-    for phase in (bare, platform):
+    print(f"  baseline  durable intake (bare consumer + COPY of the same rows): {durable.rate:8.0f} stakes/s  "
+          f"({durable.describe()})")  # fmt: skip
+    print(f"  two       2 x consume_stakes, one group, {PARTITIONS} partitions: {pair.rate:8.0f} stakes/s  "
+          f"({pair.describe()}; {pair.rate / platform.rate:.2f} x one process)")  # fmt: skip
+    print(f"  ratio     platform/durable: {platform.rate / durable.rate:.3f}   (goal: at least {DURABLE_GOAL})")
+    print(f"  ratio     platform/bare read: {platform.rate / bare.rate:.3f}   (old goal: at least 0.25)")
+    phases = (bare, platform, durable, pair)
+    for phase in phases:
         for note in phase.notes:
             print(f"  {phase.name:<9} {note}")
-    problems = [f"{p.name}: {problem}" for p in (bare, platform) for problem in p.problems]
+    problems = [f"{p.name}: {problem}" for p in phases for problem in p.problems]
     for problem in problems:
         print(f"  !! INVALID: {problem}")
     if not problems:
@@ -152,6 +196,22 @@ def run(args: argparse.Namespace, broker: _kafka.Broker, tmp: Path) -> int:
             f"  checks    ok: each stake read once by the baseline; {len(stakes):,} stakes stored, counted "
             "received == applied, pooled as expected, every closed pool queued for a draw"
         )
+    _common.summary(
+        "stakes_consume",
+        valid=not problems,
+        figures={
+            "platform_stakes_per_s": round(platform.rate),
+            "durable_baseline_stakes_per_s": round(durable.rate),
+            "bare_read_stakes_per_s": round(bare.rate),
+            "two_processes_stakes_per_s": round(pair.rate),
+        },
+        ratios={
+            "platform/durable": round(platform.rate / durable.rate, 3),
+            "platform/bare_read": round(platform.rate / bare.rate, 3),
+            "two/one process": round(pair.rate / platform.rate, 2),
+        },
+        goals={f"platform/durable >= {DURABLE_GOAL}": platform.rate / durable.rate >= DURABLE_GOAL},
+    )
     return 1 if problems else 0
 
 
@@ -291,6 +351,146 @@ def measure_bare(bootstrap: str, topic: str, config: dict[str, Any], stakes: lis
     return phase
 
 
+# --- The durable-intake baseline ----------------------------------------------------
+
+
+@dataclass
+class DurableRows:
+    """The rows the platform wrote for the stakes, as COPY text lines, and how they hang together.
+
+    A slice of n stakes takes those stakes' players, ballots and stake rows, the
+    pools (with seeds and transitions) they need that no earlier slice wrote,
+    n inbox rows and its share of the outbox events: the same rows, written in
+    the same number of transactions as the baseline's polls.
+    """
+
+    lines: dict[str, list[bytes]]
+    stakes: list[tuple[int, int, int]]  # per stake row, in id order: (its line, player line, ballot line)
+    lottery_of_stake: list[int]
+    lottery_lines: dict[int, tuple[int, int | None, list[int]]]  # lottery id -> (its line, seed line, transitions)
+
+    @classmethod
+    def dump(cls) -> "DurableRows":
+        from django.db import connection
+
+        lines: dict[str, list[bytes]] = {}
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            for table in DURABLE_TABLES:
+                key = "lottery_id" if table == "draws_lotteryseed" else "id"
+                with raw.copy(f"COPY (SELECT * FROM {table} ORDER BY {key}) TO STDOUT") as copy:
+                    lines[table] = b"".join(bytes(chunk) for chunk in copy).splitlines(keepends=True)
+            cursor.execute("SELECT id FROM entries_player ORDER BY id")
+            player_line = {pk: n for n, (pk,) in enumerate(cursor.fetchall())}
+            cursor.execute("SELECT id FROM entries_ballot ORDER BY id")
+            ballot_line = {pk: n for n, (pk,) in enumerate(cursor.fetchall())}
+            cursor.execute("SELECT player_id, ballot_id, lottery_id FROM entries_stake ORDER BY id")
+            stake_rows = cursor.fetchall()
+            cursor.execute("SELECT id FROM lotteries_lottery ORDER BY id")
+            lottery_ids = [pk for (pk,) in cursor.fetchall()]
+            cursor.execute("SELECT lottery_id FROM draws_lotteryseed ORDER BY lottery_id")
+            seed_line = {pk: n for n, (pk,) in enumerate(cursor.fetchall())}
+            cursor.execute("SELECT lottery_id FROM lotteries_lotterytransition ORDER BY id")
+            transitions: dict[int, list[int]] = {}
+            for n, (lottery_id,) in enumerate(cursor.fetchall()):
+                transitions.setdefault(lottery_id, []).append(n)
+        return cls(
+            lines=lines,
+            stakes=[(n, player_line[p], ballot_line[b]) for n, (p, b, _) in enumerate(stake_rows)],
+            lottery_of_stake=[lottery for _, _, lottery in stake_rows],
+            lottery_lines={pk: (n, seed_line.get(pk), transitions.get(pk, [])) for n, pk in enumerate(lottery_ids)},
+        )
+
+    def total_rows(self) -> int:
+        return sum(len(lines) for lines in self.lines.values())
+
+
+def measure_durable(bootstrap: str, topic: str, config: dict[str, Any], rows: DurableRows, expect: int) -> Phase:
+    """Poll; COPY the next slice of the platform's rows in one transaction; commit; commit the offsets."""
+    import psycopg
+    from django.conf import settings as django_settings
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+    database = django_settings.DATABASES["default"]
+    conn = psycopg.connect(host=database["HOST"], port=database["PORT"], user=database["USER"], dbname=database["NAME"])
+    settings = {**config, "bootstrap_servers": bootstrap, "group_id": DURABLE_GROUP, "client_id": DURABLE_GROUP}
+    created = time.perf_counter()
+    consumer = KafkaConsumer(topic, **settings)
+    lines = rows.lines
+    outbox_per_stake = len(lines["outbox_outboxevent"]) / len(rows.stakes)
+    written_lotteries: set[int] = set()
+    taken = outbox_taken = polls = 0
+    first = last = 0.0
+    try:
+        deadline = time.perf_counter() + 120
+        while taken < expect and time.perf_counter() < deadline:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                continue
+            if not first:
+                first = time.perf_counter()
+            polls += 1
+            count = sum(len(records) for records in polled.values())
+            start, taken = taken, min(taken + count, len(rows.stakes))
+            outbox_end = (
+                len(lines["outbox_outboxevent"]) if taken == len(rows.stakes) else round(taken * outbox_per_stake)
+            )
+            batch: dict[str, list[bytes]] = {table: [] for table in DURABLE_TABLES}
+            for n in range(start, taken):
+                stake_line, player_line, ballot_line = rows.stakes[n]
+                lottery = rows.lottery_of_stake[n]
+                if lottery not in written_lotteries:
+                    written_lotteries.add(lottery)
+                    lottery_line, seed_line, transition_lines = rows.lottery_lines[lottery]
+                    batch["lotteries_lottery"].append(lines["lotteries_lottery"][lottery_line])
+                    if seed_line is not None:
+                        batch["draws_lotteryseed"].append(lines["draws_lotteryseed"][seed_line])
+                    batch["lotteries_lotterytransition"] += [
+                        lines["lotteries_lotterytransition"][t] for t in transition_lines
+                    ]
+                batch["entries_player"].append(lines["entries_player"][player_line])
+                batch["entries_ballot"].append(lines["entries_ballot"][ballot_line])
+                batch["entries_stake"].append(lines["entries_stake"][stake_line])
+            batch["outbox_inboxmessage"] = lines["outbox_inboxmessage"][start:taken]
+            batch["outbox_outboxevent"] = lines["outbox_outboxevent"][outbox_taken:outbox_end]
+            outbox_taken = outbox_end
+            with conn.transaction(), conn.cursor() as cursor:
+                for table, table_lines in batch.items():
+                    if table_lines:
+                        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+                            copy.write(b"".join(table_lines))
+            consumer.commit(
+                {
+                    TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                    for tp, records in polled.items()
+                }
+            )
+            last = time.perf_counter()
+    finally:
+        consumer.close(autocommit=False)
+        conn.close()
+    if not first:
+        raise RuntimeError("the durable baseline read nothing in 120 s")
+    phase = Phase("durable", taken, last - first)
+    phase.notes.append(
+        f"group joined and first records after {first - created:.2f} s (not timed); {polls} polls, each one "
+        f"transaction of COPYs, then its offsets committed; {rows.total_rows():,} rows, the platform's own"
+    )
+    stored = rows_stored()
+    if stored != rows.total_rows():
+        phase.problems.append(f"{stored:,} rows stored, the platform wrote {rows.total_rows():,}")
+    return phase
+
+
+def rows_stored() -> int:
+    """The rows now in the durable tables."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(f"SELECT count(*) FROM {t}" for t in DURABLE_TABLES))
+        return sum(n for (n,) in cursor.fetchall())
+
+
 # --- The platform's consumer ---------------------------------------------------------
 
 
@@ -307,6 +507,15 @@ def counters() -> tuple[int, int]:
     return int(received), int(applied)
 
 
+def empty_tables() -> None:
+    """Empty what the consumer wrote (and what refers to it), and its counters: the next phase starts clean."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(DURABLE_TABLES)}, outbox_consumercounter CASCADE")
+    _common.flush_redis()  # the draws the pools queued
+
+
 def first_batch_started() -> float:
     """When the first batch's transaction began (the inbox rows' received_at is its now()), as a Unix time."""
     from django.db import connection
@@ -318,31 +527,56 @@ def first_batch_started() -> float:
         return float(cursor.fetchone()[0])
 
 
-def measure_command(bootstrap: str, expect: int, log_level: str | None, tmp: Path) -> Phase:
-    """``manage.py consume_stakes`` as a subprocess, from its first batch to its last, watched in the database."""
+def batch_lines(log: Path) -> list[dict[str, Any]]:
+    """A consumer process's "stake batch" log lines."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "stake batch"]
+
+
+def measure_command(
+    bootstrap: str, expect: int, log_level: str | None, tmp: Path, *, processes: int = 1, group: str | None = None
+) -> Phase:
+    """``manage.py consume_stakes`` processes in one group, first batch to last, watched in the database."""
     env = {**os.environ, **_common.bench_env(DB_NAME), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     env.pop("LOG_LEVEL", None)  # the command logs as it would in production, unless --log-level
     if log_level:
         env["LOG_LEVEL"] = log_level
-    out_path, log_path = tmp / "consume_stakes.out", tmp / "consume_stakes.log"
+    if group:
+        env["STAKES_CONSUMER_GROUP"] = group
+    name = "platform" if processes == 1 else "two"
+    outs = [tmp / f"consume_stakes.{name}.{n}.out" for n in range(processes)]
+    logs = [tmp / f"consume_stakes.{name}.{n}.log" for n in range(processes)]
     command = [sys.executable, "manage.py", "consume_stakes"]
-    with out_path.open("wb") as out, log_path.open("wb") as log:
-        launched = time.time()
-        process = subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=out, stderr=log)
-        try:
-            done_at = watch(process, expect, log_path)
-        finally:
+    launched = time.time()
+    running = [
+        subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=out.open("wb"), stderr=log.open("wb"))
+        for out, log in zip(outs, logs, strict=True)
+    ]
+    codes = []
+    try:
+        done_at = watch(running, expect, logs[0])
+    finally:
+        for process in running:
             process.send_signal(signal.SIGTERM)  # finishes the batch in hand, commits it, leaves the group
+        for process in running:
             try:
-                code = process.wait(timeout=30)
+                codes.append(process.wait(timeout=30))
             except subprocess.TimeoutExpired:
                 process.kill()
-                code = process.wait()
+                codes.append(process.wait())
     started_at = first_batch_started()
-    phase = Phase("platform", counters()[1], done_at - started_at)  # the stakes applied
-    batches = [line for line in out_path.read_text().splitlines() if line.startswith("received ")]
-    sizes = [int(line.split()[1].rstrip(",")) for line in batches]
-    log_lines = len(log_path.read_text().splitlines())
+    phase = Phase(name, counters()[1], done_at - started_at)  # the stakes applied
+    # Their "stake batch" lines (INFO, JSON on stderr: core.logs): none with --log-level WARNING.
+    per_log = [batch_lines(log) for log in logs]
+    batches = [line for lines in per_log for line in lines]
+    sizes = [line["received"] for line in batches]
+    log_lines = sum(len(log.read_text().splitlines()) for log in logs)
+    if processes > 1:
+        per_process = [len(lines) for lines in per_log]
+        phase.notes.append(f"batches per process: {per_process} (both took part)" if all(per_process) else
+                           f"batches per process: {per_process}: one process did no work")  # fmt: skip
+        if not all(per_process):
+            phase.problems.append(f"a process of the group applied nothing: batches per process {per_process}")
     phase.notes.append(
         f"process start and group join took {started_at - launched:.2f} s (not timed); {len(batches)} batches "
         f"(records per batch: min {min(sizes, default=0)}, median {statistics.median(sizes or [0]):.0f}, "
@@ -352,20 +586,21 @@ def measure_command(bootstrap: str, expect: int, log_level: str | None, tmp: Pat
         f"logging: {'LOG_LEVEL=' + log_level if log_level else 'the application default (INFO)'}, "
         f"{log_lines:,} lines on stderr"
     )
-    if code != 0:
-        phase.problems.append(f"consume_stakes exited with {code} after SIGTERM: see {log_path}")
+    if any(codes):
+        phase.problems.append(f"consume_stakes exited with {codes} after SIGTERM: see {logs}")
     return phase
 
 
-def watch(process: subprocess.Popen[bytes], expect: int, log_path: Path) -> float:
+def watch(processes: list[subprocess.Popen[bytes]], expect: int, log_path: Path) -> float:
     """Look at the counters every 10 ms until ``expect`` records are handled; returns that moment (Unix time).
 
     Received, not applied: a duplicate or a dead letter ends the wait too, and the checks report it.
     """
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"consume_stakes exited with {process.returncode}: see {log_path}")
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"consume_stakes exited with {process.returncode}: see {log_path}")
         received, _ = counters()
         if received >= expect:
             return time.time()

@@ -17,7 +17,8 @@ from rest_framework.settings import api_settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _parse(raw: str | None) -> IPAddress | None:
+def parse_ip(raw: str | None) -> IPAddress | None:
+    """An address as text (a peer's, a header's), or None when it is not one."""
     if not raw:
         return None
     try:
@@ -35,10 +36,10 @@ def client_ip(request: HttpRequest | Request) -> IPAddress | None:
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
     num_proxies = api_settings.NUM_PROXIES or 0
     if num_proxies == 0 or not forwarded:
-        return _parse(remote)
+        return parse_ip(remote)
     hops = forwarded.split(",")
     # A value that is not an address means a proxy we trust did not write it: fall back to the peer.
-    return _parse(hops[-min(num_proxies, len(hops))]) or _parse(remote)
+    return parse_ip(hops[-min(num_proxies, len(hops))]) or parse_ip(remote)
 
 
 def client_address(request: HttpRequest | Request) -> str | None:

@@ -103,7 +103,9 @@ def _refresh() -> None:
         try:
             values[name] = spec.parse(raw)
         except ValueError:
-            logger.warning("live setting %s=%r is not valid; the environment's value applies", name, raw)
+            logger.warning(
+                "live setting %s=%r is not valid; the environment's value applies", name, raw, extra={"setting": name}
+            )
     _values.clear()
     _values.update(values)
     _mark_read()

@@ -1,9 +1,17 @@
-"""Every answer under /api/ in the API's error shape, whichever layer refuses the request.
+"""Two middleware at the top of ``MIDDLEWARE``: the request's id, and the API's error shape.
 
-``ApiErrorMiddleware`` sits at the top of ``MIDDLEWARE``, above the
-middleware that validate the Host header (``CommonMiddleware``,
-``CsrfViewMiddleware``). For a request under /api/ it refuses, before
-anything reads the request:
+``RequestLogMiddleware`` comes first (below Prometheus' count), above every
+middleware that may answer. It takes the client's ``X-Request-ID`` if that is
+a plain token (at most 128 letters, digits and ``-_.:``), or makes one (a
+UUID); django-structlog binds it to the log context with ``user_id`` and
+``ip``, and logs the request's "request_finished" line; the id goes back on
+the response whoever answered, refusals and the JSON error shape included.
+It also leaves the trace and span ids in the WSGI environ, where gunicorn's
+access line (``core.gunicorn_logging``) reads them after the span has ended.
+
+``ApiErrorMiddleware`` comes next, above the middleware that validate the
+Host header (``CommonMiddleware``, ``CsrfViewMiddleware``). For a request
+under /api/ it refuses, before anything reads the request:
 
 - a Host header outside ``ALLOWED_HOSTS``: 400 ``invalid_host``, logged by
   ``django.security.DisallowedHost`` as Django logs it;
@@ -23,17 +31,76 @@ original response goes out, as if it were not there.
 
 import io
 import logging
+import re
+import uuid
 from collections.abc import Callable
 
+import structlog
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.log import log_response
+from django_structlog.middlewares import RequestMiddleware
+from opentelemetry import trace
 
 from core.api import is_api_request, json_error, json_error_for_status, suspicious_request_error
+from core.clients import client_address
+from core.logs import REQUEST_ID_HEADER, SPAN_ID_ENVIRON, TRACE_ID_ENVIRON
 
 logger = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(header: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is a plain token of at most 128 characters, else a new UUID."""
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return str(uuid.uuid4())
+
+
+def _request_forgotten(**kwargs: object) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+class RequestLogMiddleware(RequestMiddleware):
+    """django-structlog's request context and "request_finished" line, with a checked request id, echoed."""
+
+    async_capable = False  # WSGI only (gunicorn, runserver)
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        super().__init__(get_response)  # type: ignore[arg-type]
+        # The response is closed (the WSGI server is done with it, gunicorn's access line written): the thread
+        # goes back to its pool, and the next request's lines must not carry this one's ids.
+        request_finished.connect(_request_forgotten, dispatch_uid="core.middleware.request_forgotten")
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+        structlog.contextvars.clear_contextvars()
+        # django-structlog reads the header (DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID): only a checked one.
+        rid = request.META["HTTP_X_REQUEST_ID"] = request_id(request.META.get("HTTP_X_REQUEST_ID"))
+        request.__dict__.pop("headers", None)  # request.headers, if a middleware above read it, is built anew
+        context = trace.get_current_span().get_span_context()
+        ids: dict[str, str] = {}
+        if context.is_valid:
+            ids["trace_id"] = request.META[TRACE_ID_ENVIRON] = trace.format_trace_id(context.trace_id)
+            ids["span_id"] = request.META[SPAN_ID_ENVIRON] = trace.format_span_id(context.span_id)
+        response: HttpResponseBase = super().__call__(request)  # type: ignore[assignment]
+        response[REQUEST_ID_HEADER] = rid
+        # django-structlog cleared the context after its line; Django's own line for a 4xx or 5xx answer
+        # ("Not Found: /path") comes after every middleware has returned, the request's span ended too,
+        # and belongs to this request all the same: its ids, until the response is closed.
+        structlog.contextvars.bind_contextvars(request_id=rid, **ids)
+        self.bind_ip(request)
+        self.bind_user_id(request)
+        return response
+
+    @classmethod
+    def bind_ip(cls, request: HttpRequest) -> None:
+        # The address throttling and lock-outs use (API_NUM_PROXIES), not one read from headers anyone can send.
+        structlog.contextvars.bind_contextvars(ip=client_address(request))
+
 
 _KEPT_OUT = frozenset({"content-type", "content-length", "content-encoding", "content-disposition"})
 

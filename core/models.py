@@ -1,4 +1,4 @@
-"""The kernel's one table: live settings (``core.live``)."""
+"""The kernel's tables: live settings (``core.live``) and hourly tallies (``core.tallies``)."""
 
 from django.conf import settings
 from django.db import models
@@ -26,3 +26,27 @@ class LiveSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value}"
+
+
+class HourlyTally(models.Model):
+    """How often something that leaves no row of its own happened in an hour (``core.tallies``).
+
+    A refused ballot, for instance, stores nothing (the rules say so): its
+    count lives here, by the UTC hour it happened in, the measure, a dimension
+    (a lottery kind) and a code. Rows are added to in batches per process,
+    never once per event.
+    """
+
+    hour = models.DateTimeField(help_text="The start of the UTC hour.")
+    measure = models.CharField(max_length=64)
+    dimension = models.CharField(max_length=32, blank=True, default="")
+    code = models.CharField(max_length=64, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(name="tally_once_per_hour", fields=["hour", "measure", "dimension", "code"])
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.measure} {self.dimension} {self.code} at {self.hour:%Y-%m-%d %H}:00: {self.count}"

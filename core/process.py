@@ -16,6 +16,8 @@ worker started with ``OTEL_SERVICE_NAME=notifier``).
 import os
 import threading
 
+from core import tracing
+
 _lock = threading.Lock()
 _service: str | None = None
 
@@ -34,3 +36,7 @@ def started(service: str) -> None:
         _service = os.environ.get("OTEL_SERVICE_NAME") or service
     # Each part of the telemetry adds its own set-up here, in this order:
     # logs first (so the others' start-up lines are JSON), then traces, then metrics.
+    tracing.setup(_service)
+    from core.prometheus import process_started  # after the fork: gunicorn's post_fork runs before Django is set up
+
+    process_started(service)

@@ -55,10 +55,26 @@ def commitment(seed: bytes) -> str:
     return hashlib.sha256(seed).hexdigest()
 
 
+ID_BYTES = 8  # a ballot id in the digest: 8 bytes, big-endian, signed (PostgreSQL's int8send)
+
+
+def packed_digest(packed: bytes) -> str:
+    """The entries digest of ids already packed as ``ID_BYTES`` each, in order (what the database sends)."""
+    if len(packed) % ID_BYTES:
+        raise ValueError(f"packed ids must be a multiple of {ID_BYTES} bytes")
+    return hashlib.sha256(packed).hexdigest()
+
+
+def packed_id_at(packed: bytes, position: int) -> int:
+    """The id at ``position`` (0-based) of ids packed as ``ID_BYTES`` each."""
+    return int.from_bytes(packed[position * ID_BYTES : (position + 1) * ID_BYTES], "big", signed=True)
+
+
 def entries_digest(ballot_ids: Iterable[int]) -> str:
     """sha256 over the ids as 8-byte big-endian signed integers, in order.
 
     Streams: the ids are hashed as they come, in chunks, never all held.
+    Equal to ``packed_digest`` of the same ids packed.
     """
     digest = hashlib.sha256()
     chunk: list[bytes] = []
@@ -67,7 +83,7 @@ def entries_digest(ballot_ids: Iterable[int]) -> str:
         if previous is not None and ballot_id <= previous:
             raise ValueError("ballot ids must be strictly ascending")
         previous = ballot_id
-        chunk.append(ballot_id.to_bytes(8, "big", signed=True))
+        chunk.append(ballot_id.to_bytes(ID_BYTES, "big", signed=True))
         if len(chunk) >= 8192:
             digest.update(b"".join(chunk))
             chunk.clear()

@@ -14,12 +14,11 @@ from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
 from core.fields import IsoDateField, MoneyField
-from core.throttling import AddressScopedRateThrottle
+from core.throttling import AddressScopedRateThrottle, AnonRateThrottle, UserRateThrottle
 from draws.errors import AwardNotClaimable, AwardNotFound, DrawNotFound
 from draws.models import DRAW_PUBLIC_FIELDS, Draw, DrawVerificationRecord, LotteryAward
 from draws.selectors import awards_of_day, awards_of_lottery, draw_get

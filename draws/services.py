@@ -1,9 +1,9 @@
 """Seeds, the draw itself, awards and verification.
 
-The draw never loads the ballots into Python: PostgreSQL computes the
-entries digest (``sha256`` over ``int8send(id)`` in id order, byte for byte
-what ``draws.algorithm.entries_digest`` computes) and maps the few winning
-positions back to ballot ids. Python only runs the HMAC stream.
+The draw reads the ballots once, as bytes: PostgreSQL sends the valid ids in
+order packed as ``int8send`` (8 bytes each), Python hashes them (byte for byte
+what ``draws.algorithm.entries_digest`` computes over the ids) and reads the
+winning positions out of the same bytes. No Python object per ballot.
 """
 
 import logging
@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from core import tracing
 from core.db import sql, write_rows
-from draws import algorithm
+from draws import algorithm, metrics
 from draws.errors import AwardNotClaimable, AwardNotFound
 from draws.events import award_created, award_forfeited
 from draws.models import Draw, DrawVerificationRecord, LotteryAward, LotterySeed
@@ -31,24 +33,14 @@ from outbox.services import publish
 
 logger = logging.getLogger(__name__)
 
-_DIGEST_SQL = sql(
+# One pass over the lottery's valid ballots: their ids, in order, packed as int8send
+# (8 bytes each: 8 MB for a million, bytes and not a Python object per ballot). Python
+# hashes them (the entries digest) and reads the winning positions out of the same bytes.
+_ENTRIES_SQL = sql(
     """
-SELECT count(*), encode(sha256(coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)), 'hex')
+SELECT coalesce(string_agg(int8send(id), ''::bytea ORDER BY id), ''::bytea)
 FROM {Ballot}
 WHERE lottery_id = %(lottery)s AND status = {valid}
-""",
-    Ballot=Ballot,
-    valid=Ballot.Status.VALID,
-)
-
-_POSITIONS_SQL = sql(
-    """
-SELECT position, id FROM (
-    SELECT id, row_number() OVER (ORDER BY id) - 1 AS position
-    FROM {Ballot}
-    WHERE lottery_id = %(lottery)s AND status = {valid}
-) numbered
-WHERE position = ANY(%(positions)s)
 """,
     Ballot=Ballot,
     valid=Ballot.Status.VALID,
@@ -63,6 +55,7 @@ def seeds_store(seeds: Sequence[tuple[Lottery, bytes]], *, now: datetime) -> Non
     write_rows(LotterySeed, [{"lottery_id": lottery.pk, "seed": seed, "created_at": now} for lottery, seed in seeds])
 
 
+@metrics.timed_draw
 @sensitive_variables("seed")  # never on a debug error page while the draw is unpublished
 def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
     """Seal the entries, reveal the seed, pick the winners and then the alternates, create the awards.
@@ -74,27 +67,32 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
 
     The caller holds ``SELECT ... FOR UPDATE`` on the lottery row, inside a
     transaction, with the lottery in state ``closed``: by the lock protocol
-    no ballot of it can be inserted or voided meanwhile, so both statements
-    below see the same list. Returns ``None`` when there is no valid ballot
+    no ballot of it can be inserted or voided meanwhile, so the one read
+    below is the sealed list. Returns ``None`` when there is no valid ballot
     (the caller cancels the lottery).
     """
     if not connection.in_atomic_block:
         raise RuntimeError("draw_run must run inside the caller's transaction")
-    with connection.cursor() as cursor:
-        cursor.execute(_DIGEST_SQL, {"lottery": lottery.pk})
-        entries_count, digest = cursor.fetchone()
+    connection.ensure_connection()
+    # A binary result: 8 MB of bytes for a million ballots, where the text form is 16 MB of hex
+    # to parse. Django's own cursors bind on the client side, which cannot ask for one.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_ENTRIES_SQL, {"lottery": lottery.pk}, binary=True)
+        row = cursor.fetchone()
+        packed = bytes(row[0]) if row else b""
+    entries_count = len(packed) // algorithm.ID_BYTES
     if entries_count == 0:
         return None
+    digest = algorithm.packed_digest(packed)
 
     seed = bytes(LotterySeed.objects.get(lottery=lottery).seed)
     picks = lottery.winners_count + lottery.alternates_count
     positions = algorithm.winning_positions(
         seed=seed, entries_digest=digest, entries_count=entries_count, winners_count=picks
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_POSITIONS_SQL, {"lottery": lottery.pk, "positions": positions})
-        id_at = dict(cursor.fetchall())
-    winning_ids, alternate_ids = algorithm.split_picks([id_at[p] for p in positions], lottery.winners_count)
+    picked_ids = [algorithm.packed_id_at(packed, p) for p in positions]
+    del packed
+    winning_ids, alternate_ids = algorithm.split_picks(picked_ids, lottery.winners_count)
 
     draw = Draw.objects.create(
         lottery=lottery,
@@ -117,8 +115,8 @@ def draw_run(*, lottery: Lottery, now: datetime) -> Draw | None:
             "lottery_id": lottery.pk,
             "draw_id": draw.pk,
             "entries": entries_count,
-            "winners": winning_ids,
-            "alternates": alternate_ids,
+            "winning_ballot_ids": winning_ids,
+            "alternate_ballot_ids": alternate_ids,
             "unawarded_quantity": draw.unawarded_quantity,
         },
     )
@@ -150,6 +148,7 @@ def _awards_create(lottery: Lottery, draw: Draw, winning_ids: list[int]) -> None
         )
         for rank, ballot_id in enumerate(winning_ids, start=1)
     )
+    tracing.annotate({tracing.DRAW_ID: draw.pk, tracing.AWARD_ID: [award.pk for award in awards[: tracing.MAX_IDS]]})
     publish(*(award_created(a, draw=draw, player_external_id=winners[a.ballot_id][1]) for a in awards))
 
 
@@ -186,7 +185,11 @@ def award_claim(*, award_id: int, player: Player, now: datetime | None = None) -
             raise AwardNotClaimable(details={"award_id": award.pk, "status": award.status, "claim_deadline": until})
         award.status, award.claimed_at = LotteryAward.Status.CLAIMED, now
         award.save(update_fields=["status", "claimed_at"])
-    logger.info("award claimed", extra={"award_id": award.pk, "lottery_id": award.lottery_id})
+        metrics.claimed()
+    logger.info(
+        "award claimed",
+        extra={"award_id": award.pk, "lottery_id": award.lottery_id, "draw_id": award.draw_id, "player_id": player.pk},
+    )
     return award
 
 
@@ -225,9 +228,17 @@ def award_forfeit(*, award_id: int, reason: str, now: datetime | None = None) ->
             publish(award_created(promoted, draw=award.draw, player_external_id=external_id))
             for hook in ON_PROMOTED:
                 hook(promoted, now)
+        metrics.forfeited(reason=reason, kind=lottery.kind, promoted=promoted is not None)
     logger.info(
         "award forfeited",
-        extra={"award_id": award_id, "reason": reason, "promoted_award_id": promoted and promoted.pk},
+        extra={
+            "award_id": award_id,
+            "lottery_id": lottery.pk,
+            "draw_id": award.draw_id,
+            "player_id": award.player_id,
+            "reason": reason,
+            "promoted_award_id": promoted and promoted.pk,
+        },
     )
     return promoted
 
@@ -377,7 +388,10 @@ def draw_verification_stored(*, draw: Draw, now: datetime | None = None) -> Draw
                 recomputed_alternate_ballot_ids=result.recomputed_alternate_ballot_ids,
                 computed_at=now or timezone.now(),
             )
-            logger.info("draw verification stored", extra={"draw_id": draw.pk, "matches": result.matches})
+            logger.info(
+                "draw verification stored",
+                extra={"draw_id": draw.pk, "lottery_id": draw.lottery_id, "matches": result.matches},
+            )
     return record
 
 

@@ -13,13 +13,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
 from core.fields import StrictBooleanField
 from core.filters import IdFilter, StrictFilterSet
 from core.parsers import JSONParser
+from core.throttling import ScopedRateThrottle, UserRateThrottle
 from entries.errors import (
     BallotLimitReached,
     DuplicateEntry,

@@ -7,9 +7,18 @@ from outbox.events import DomainEvent
 
 
 def entry_created(
-    *, lottery_id: int, ballot_id: int, player_id: int, player_external_id: str, created_at: datetime
+    *,
+    lottery_id: int,
+    ballot_id: int,
+    player_id: int,
+    player_external_id: str,
+    created_at: datetime,
+    trace: dict[str, str] | None = None,
 ) -> DomainEvent:
-    """A ballot accepted, from the API or from a stake (built from plain values: pools make hundreds at once)."""
+    """A ballot accepted, from the API or from a stake (built from plain values: pools make hundreds at once).
+
+    ``trace``: the stake's own trace, when a batch of stakes publishes it.
+    """
     return DomainEvent(
         type=events.LOTTERY_ENTRY_CREATED,
         aggregate_type="lottery",
@@ -22,4 +31,5 @@ def entry_created(
             "created_at": created_at.isoformat(),
         },
         occurred_at=created_at,
+        trace=trace,
     )

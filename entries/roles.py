@@ -11,9 +11,10 @@ database's groups match it, so a change here needs a migration beside it.
 - **operations** runs the platform: creates drops, closes lotteries (and
   forces an early close), replays parked outbox events and dead letters,
   produces test stakes, sets the pool games' terms, sends failed SMS again,
-  and sets the live settings (``core.live``: the SMS gateway's); and runs
-  the load generator: sets its chaos switches (``core.change_chaos_switch``),
-  provisions its players, triggers drops, records and reads its ground truth.
+  and sets the live settings (``core.live``: the SMS gateway's). It reads the
+  business metrics and the operations page (``analytics``), and runs the load
+  generator: sets its chaos switches (``core.change_chaos_switch``), provisions
+  its players, triggers drops, records and reads its ground truth.
 - **compliance** audits: sees everything staff can see (the load generator's
   ground truth too), changes nothing.
 
@@ -90,6 +91,7 @@ ROLES: dict[str, list[str]] = {
         "pools.produce_stake",
         "notifications.resend_notification",
         *_LIVE_SETTINGS,
+        "analytics.view_business_metrics",
         *_LOADGEN,
     ],
     COMPLIANCE: [
@@ -104,5 +106,6 @@ ROLES: dict[str, list[str]] = {
         *_LOGIN_VIEWS,
         "auth.view_group",
         "auth.view_permission",
+        "analytics.view_business_metrics",
     ],
 }

@@ -4,9 +4,11 @@ Ballot submission is one SQL statement that locks, checks and inserts, with
 no pre-check: the database's constraints decide the per-player limit, fraud
 and idempotency, and the service turns a violated constraint into the
 matching domain error. An accepted ballot's LotteryEntryCreated event is
-written in the same transaction.
+stored by the same statement: the ballot and its event commit together, in
+one round trip.
 """
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -21,9 +23,13 @@ from django.contrib.auth.models import AbstractUser
 from django.db import Error, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import actor_id, require_permission
 from core.db import column_of, sql
+from core.errors import ApplicationError
 from core.resilience import drop_database_connection
+from core.tallies import tally
+from entries import metrics
 from entries.errors import (
     BallotLimitReached,
     BanReasonRequired,
@@ -51,7 +57,7 @@ from entries.models import (
 from entries.phones import mask_phone, normalize_phone_number
 from lotteries.errors import LotteryClosed, LotteryNotFound, LotteryNotOpen, StakeRequired
 from lotteries.models import Lottery
-from outbox.services import publish
+from outbox.services import ID_MARK, published, statement_event
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +103,7 @@ WITH target AS (
       AND (%(status)s::varchar <> {valid} OR n.slot <= %(limit)s)
       AND NOT EXISTS (SELECT 1 FROM previous)
     RETURNING id, slot, created_at
-)
+){{event}}
 SELECT t.kind, t.state, t.opens_at, t.closes_at, t.is_banned, i.id, i.slot, i.created_at,
        EXISTS (SELECT 1 FROM previous)
 FROM target t LEFT JOIN inserted i ON TRUE
@@ -110,6 +116,12 @@ FROM target t LEFT JOIN inserted i ON TRUE
     pool=Lottery.Kind.POOL,  # a pool is entered only by a stake
 )
 
+# A rejected ballot tells nobody; a valid one stores its LotteryEntryCreated
+# event in the same statement (outbox.services.statement_event: one round
+# trip, atomic on its own), from the row ``inserted`` returns.
+_SUBMIT_REJECTED_SQL = _SUBMIT_SQL.replace("{event}", "")
+_SUBMIT_VALID_SQL = _SUBMIT_SQL.replace("{event}", ", stored_event AS ({event_insert})")
+
 _FRAUD_CONSTRAINTS = {
     "ballot_phone_number_not_shared": Ballot.RejectionReason.SHARED_PHONE,
     "ballot_external_account_not_shared": Ballot.RejectionReason.SHARED_ACCOUNT,
@@ -117,6 +129,36 @@ _FRAUD_CONSTRAINTS = {
 _SLOT_CONSTRAINT = "ballot_player_slot_unique"
 _IDEMPOTENCY_CONSTRAINT = "ballot_idempotency_key_unique_per_player"
 _TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+# The refusals that store no ballot: each is tallied (core.tallies) by the hour, the lottery's kind and its
+# code, for the business metrics. A duplicate entry is not among them: its rejected ballot is stored.
+BALLOT_REFUSED = "ballot_refused"
+TALLIED_REFUSALS: tuple[type[ApplicationError], ...] = (
+    PlayerBanned,
+    LotteryNotFound,
+    LotteryNotOpen,
+    LotteryClosed,
+    StakeRequired,
+    BallotLimitReached,
+    IdempotencyKeyReused,
+)
+
+
+_kinds: dict[int, str] = {}  # lottery id -> kind, per process: a lottery's kind never changes
+
+
+def _lottery_kind(lottery_id: int) -> str:
+    """A lottery's kind, "" for no such lottery (not kept: the id may yet be given to one)."""
+    kind = _kinds.get(lottery_id)
+    if kind is None:
+        kind = Lottery.objects.filter(pk=lottery_id).values_list("kind", flat=True).first()
+        if kind is None:
+            return ""
+        if len(_kinds) >= 4096:
+            _kinds.clear()
+        _kinds[lottery_id] = kind
+    return kind
 
 
 @dataclass(frozen=True)
@@ -142,7 +184,30 @@ def ballot_submit(
     ``DuplicateEntry``. A retry with the same ``idempotency_key`` returns the
     first result (or raises the first result's error) without a second ballot.
     Takes no lock itself beyond the statement; safe in or out of a transaction.
+    Each call is counted in ``entries.metrics``: accepted, replayed, or refused by code; a
+    refusal that stores no ballot is also tallied by the hour (``BALLOT_REFUSED``).
     """
+    with tracing.span("ballot submit", {tracing.LOTTERY_ID: lottery_id}) as span:
+        try:
+            submitted = _ballot_submit(lottery_id=lottery_id, player=player, idempotency_key=idempotency_key, now=now)
+        except ApplicationError as refused:
+            metrics.ballot_refused(refused.code)
+            if isinstance(refused, TALLIED_REFUSALS):
+                tally(BALLOT_REFUSED, dimension=_lottery_kind(lottery_id), code=refused.code, at=now)
+            raise
+        metrics.ballot_counted(replayed=submitted.replayed)
+        if span.is_recording():
+            span.set_attributes({tracing.BALLOT_ID: submitted.ballot.pk, "ballot.replayed": submitted.replayed})
+        return submitted
+
+
+def _ballot_submit(
+    *,
+    lottery_id: int,
+    player: Player,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> SubmittedBallot:
     now = now or timezone.now()
     params: dict[str, Any] = {
         "lottery_id": lottery_id,
@@ -163,14 +228,21 @@ def ballot_submit(
         try:
             ballot = _submit_once(params, lottery_id=lottery_id, player=player, now=now)
         except _ConnectionLost as lost:
-            # The server dropped the connection before the commit, so nothing
-            # was written: one retry on a fresh connection (a restarted
-            # server, a failover). A failing COMMIT is never retried: its
-            # outcome is unknown, and a retry could count a stored ballot twice.
+            # The server dropped the connection (a restart, a failover): one
+            # retry on a fresh connection. When the lost statement may have
+            # committed, the fresh connection first looks for its ballot
+            # (this call's ``now`` is its created_at): found, it is the
+            # answer, and nothing is counted twice.
             if reconnected:
                 raise lost.error from None
             drop_database_connection()
             reconnected = True
+            if lost.maybe_written:
+                stored = Ballot.objects.filter(
+                    lottery_id=lottery_id, player=player, created_at=now, status=Ballot.Status.VALID
+                ).first()
+                if stored is not None:
+                    return SubmittedBallot(ballot=stored, replayed=False)
             continue
         except OperationalError as error:
             # Two conflicting inserts checked against an exclusion constraint
@@ -195,7 +267,12 @@ def ballot_submit(
         if ballot.status == Ballot.Status.REJECTED:
             logger.info(
                 "ballot rejected as duplicate entry",
-                extra={"lottery_id": lottery_id, "player_id": player.pk, "reason": ballot.rejection_reason},
+                extra={
+                    "lottery_id": lottery_id,
+                    "ballot_id": ballot.pk,
+                    "player_id": player.pk,
+                    "reason": ballot.rejection_reason,
+                },
             )
             raise _duplicate_entry(ballot)
         return SubmittedBallot(ballot=ballot, replayed=False)
@@ -203,46 +280,58 @@ def ballot_submit(
 
 
 def _submit_once(params: dict[str, Any], *, lottery_id: int, player: Player, now: datetime) -> Ballot | None:
-    """One attempt, in one transaction (a savepoint inside a caller's): the
-    statement and, for a new valid ballot, its LotteryEntryCreated event.
+    """One attempt: one statement that checks, inserts and, for a new valid
+    ballot, stores its LotteryEntryCreated event.
 
-    Returns the stored ballot, or ``None`` when the Idempotency-Key already
-    has one. A refusal raises here, where nothing was written; a violated
-    constraint rolls back this attempt only.
+    Outside a caller's transaction a valid ballot is that one statement in
+    autocommit (atomic by itself: no BEGIN, no COMMIT, one round trip); a
+    rejected one, and any attempt inside a caller's transaction, runs in a
+    transaction (a savepoint inside a caller's). Returns the stored ballot, or
+    ``None`` when the Idempotency-Key already has one. A refusal raises here,
+    where nothing was written; a violated constraint rolls back this attempt only.
     """
-    outermost, committing = not connection.in_atomic_block, False
+    outermost = not connection.in_atomic_block
+    valid = params["status"] == Ballot.Status.VALID
+    if valid:
+        event = statement_event(
+            entry_created(
+                lottery_id=lottery_id,
+                ballot_id=ID_MARK,
+                player_id=player.pk,
+                player_external_id=player.external_account_id,
+                created_at=now,  # the ballot's created_at
+            ),
+            source="inserted",
+        )
+        statement, arguments = _SUBMIT_VALID_SQL.replace("{event_insert}", event.sql), {**params, **event.params}
+    else:
+        statement, arguments = _SUBMIT_REJECTED_SQL, params
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_SUBMIT_SQL, params)
-                row: tuple[Any, ...] | None = cursor.fetchone()
-            if row is not None and row[-1]:
-                return None
-            ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
-            if ballot.status == Ballot.Status.VALID:
-                publish(
-                    entry_created(
-                        lottery_id=ballot.lottery_id,
-                        ballot_id=ballot.pk,
-                        player_id=ballot.player_id,
-                        player_external_id=player.external_account_id,
-                        created_at=ballot.created_at,
-                    )
-                )
-            committing = True
+        own_transaction = contextlib.nullcontext() if outermost and valid else transaction.atomic()
+        with own_transaction, connection.cursor() as cursor:
+            cursor.execute(statement, arguments)
+            row: tuple[Any, ...] | None = cursor.fetchone()
     except (OperationalError, InterfaceError) as error:
-        if outermost and not committing and _connection_lost(error):
-            raise _ConnectionLost(error) from error
+        if outermost and _connection_lost(error):
+            # In autocommit the statement is its own COMMIT: it may have committed before the
+            # connection went. In a transaction, it died before the COMMIT: nothing was written.
+            raise _ConnectionLost(error, maybe_written=valid) from error
         raise
+    if row is not None and row[-1]:
+        return None
+    ballot = _outcome(row, params=params, lottery_id=lottery_id, player=player, now=now)
+    if valid:
+        published()
     return ballot
 
 
 class _ConnectionLost(Exception):
-    """The connection died inside an attempt, before its COMMIT: nothing of the attempt was written."""
+    """The connection died inside an attempt: before its COMMIT (nothing written), or ``maybe_written``."""
 
-    def __init__(self, error: Error) -> None:
+    def __init__(self, error: Error, *, maybe_written: bool) -> None:
         super().__init__(str(error))
         self.error = error
+        self.maybe_written = maybe_written
 
 
 # SQLSTATEs that say the connection itself is gone: class 08 (connection
@@ -548,7 +637,10 @@ def sms_opt_out(phone_number: str, source: str = ConsentSource.SMS_STOP) -> int:
         )
         for player in players:
             _apply_consent(player, opted_in=False, source=source, actor=None)
-    logger.info("sms opt-out by number", extra={"phone": mask_phone(number), "source": source, "players": len(players)})
+    logger.info(
+        "sms opt-out by number",
+        extra={"phone": mask_phone(number), "source": source, "player_ids": [player.pk for player in players]},
+    )
     return len(players)
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import require_permission
 from core.db import next_ids, object_row, write_rows
 from draws import algorithm
@@ -335,6 +336,18 @@ def lottery_close(
     for an early close; ``None`` is the platform itself (beat, commands,
     pool fills, the close token).
     """
+    with tracing.span("lottery close", {tracing.LOTTERY_ID: lottery_id, "lottery.close.source": source}) as span:
+        outcome = _lottery_close(lottery_id=lottery_id, source=source, actor=actor, force=force, now=now)
+        if span.is_recording():
+            span.set_attributes({"lottery.state": outcome.lottery.state, "lottery.close.changed": outcome.changed})
+            if outcome.draw is not None:
+                span.set_attribute(tracing.DRAW_ID, outcome.draw.pk)
+        return outcome
+
+
+def _lottery_close(
+    *, lottery_id: int, source: str, actor: AbstractUser | None, force: bool, now: datetime | None
+) -> CloseOutcome:
     now = now or timezone.now()
     require_permission(actor, CLOSE_LOTTERY)
     with transaction.atomic():

@@ -77,7 +77,6 @@ def _announce(anomaly: InjectedAnomaly, *, log: bool) -> None:
         logger.warning(
             anomaly.kind,
             extra={
-                "event": anomaly.kind,
                 "anomaly_id": anomaly.pk,
                 "run": anomaly.run,
                 "lottery_id": anomaly.lottery_id,

@@ -60,7 +60,7 @@ def ready(request: HttpRequest) -> JsonResponse:
             check()
         except Exception as error:  # a probe reports any failure; it must not raise
             # The details (hosts, users) go to the log, not to whoever asks.
-            logger.warning("readiness check failed: %s: %s", name, error)
+            logger.warning("readiness check failed: %s: %s", name, error, extra={"check": name})
             failed[name] = type(error).__name__
     pipeline = _pipeline() if "database" not in failed and "redis" not in failed else _PIPELINE_UNKNOWN
     if failed:

@@ -5,6 +5,7 @@ reads a file: a deployment is configured by its environment alone.
 """
 
 import ipaddress
+import logging
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.converters import DatabaseIdConverter
+from core.logs import logging_config
 
 # Django's and DRF's generic classes (ModelAdmin[Player], ...) at run time.
 django_stubs_ext.monkeypatch()
@@ -106,6 +108,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "axes",
+    "django_structlog",
     # The project's apps, from the ground floor up: each imports only the apps listed before it (bin/architecture).
     "core",
     "outbox",
@@ -116,10 +119,13 @@ INSTALLED_APPS = [
     "lifecycle",
     "pools",
     "loadgen",
+    "analytics",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Above every middleware that may answer: the request id is in every line of the request and on every answer.
+    "core.middleware.RequestLogMiddleware",
     # Above every middleware that reads the Host header or the body: /api/ answers stay JSON.
     "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -327,7 +333,7 @@ KAFKA_METADATA_MAX_AGE_MS = env_int("KAFKA_METADATA_MAX_AGE_MS", 10000, minimum=
 # How often a long-running process checks that its topics still exist (a broker
 # that restarted empty would otherwise auto-create them with its own partition count).
 KAFKA_TOPICS_CHECK_SECONDS = env_int("KAFKA_TOPICS_CHECK_SECONDS", 30, minimum=1)
-# Port of the consumer process's own /metrics (0: none).
+# Port of the consumer process's own /metrics (0: none; see METRICS_BIND_ADDRESS).
 STAKES_CONSUMER_METRICS_PORT = env_int("STAKES_CONSUMER_METRICS_PORT", 0, minimum=0)
 
 # Live settings (core.live): how long a process keeps the values set in admin before reading them again.
@@ -439,6 +445,27 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Business metrics (analytics; docs/business-metrics.md) ---------------
+
+# Beat recomputes the hourly table's last METRICS_WINDOW_HOURS hours from the source rows every
+# METRICS_REFRESH_SECONDS (a late event heals its hour); rows older than METRICS_RETENTION_DAYS are purged.
+METRICS_WINDOW_HOURS = env_int("METRICS_WINDOW_HOURS", 24, minimum=1)
+METRICS_REFRESH_SECONDS = env_int("METRICS_REFRESH_SECONDS", 300, minimum=10)
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 400, minimum=1)
+if METRICS_RETENTION_DAYS * 24 < METRICS_WINDOW_HOURS:
+    raise ImproperlyConfigured("METRICS_RETENTION_DAYS must cover METRICS_WINDOW_HOURS")
+# How often each process writes the tallies it batches (core.tallies: refused ballots); 0: at once.
+TALLY_FLUSH_SECONDS = env_float("TALLY_FLUSH_SECONDS", 2.0, minimum=0.0)
+CELERY_BEAT_SCHEDULE["refresh-business-metrics"] = {
+    "task": "analytics.tasks.refresh_business_metrics",
+    "schedule": float(METRICS_REFRESH_SECONDS),
+    "options": {"expires": float(METRICS_REFRESH_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE["purge-business-metrics"] = {
+    "task": "analytics.tasks.purge_business_metrics",
+    "schedule": crontab(minute="47", hour="3"),
+}
+
 # --- API ------------------------------------------------------------------
 
 _RENDERERS = ["rest_framework.renderers.JSONRenderer"]
@@ -459,9 +486,10 @@ REST_FRAMEWORK = {
     # Adds every operation's error responses and the internal token scheme.
     "DEFAULT_SCHEMA_CLASS": "core.schema.ApiSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
+    # DRF's throttles and rates, every throttle of a request checked in one Redis call (core.throttling).
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
+        "core.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "120/min"),
@@ -523,15 +551,36 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging --------------------------------------------------------------
 
+# One JSON object per line on stderr, in every process (core.logs; docs/observability.md, "Logs").
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# json, or console: readable lines for a terminal (bin/run).
+LOG_FORMAT = env_str("LOG_FORMAT", "json").strip().lower()
+LOGGING_CONFIG = "core.logs.configure"
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+# django-structlog: request_id (core.middleware.RequestLogMiddleware has checked the client's X-Request-ID,
+# or made one), user_id and ip bound for a request; request_id carried into the Celery tasks it queues.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# "request_finished" (status, duration) is the request's line; its start and its tasks' every step are DEBUG.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_SUCCESS_LOG_LEVEL = logging.DEBUG
+
+# --- Traces (OpenTelemetry; core.tracing, docs/observability.md#traces) ---
+
+# Off by default (and in the tests); docker compose turns it on. Each process sets it up after its fork.
+OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+# OTLP over HTTP (a collector, or Jaeger's port 4318): spans go to <endpoint>/v1/traces. Unset with
+# tracing on: one JSON line per span to OTEL_TRACES_FILE, or to stderr, for development.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT").strip().rstrip("/")
+OTEL_TRACES_FILE = env_str("OTEL_TRACES_FILE").strip()
+# The share of new traces kept (parent-based: a trace is kept or dropped whole, across processes).
+OTEL_TRACES_SAMPLE_RATIO = env_float("OTEL_TRACES_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0)
+# Instrumentations left off, by OpenTelemetry's names: django, celery, psycopg, redis, kafka.
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS = env_list("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+_unknown = set(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) - {"django", "celery", "psycopg", "redis", "kafka"}
+if _unknown:
+    raise ImproperlyConfigured(f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: unknown {sorted(_unknown)}")
 
 # --- HTTPS, the browser's content policy, /metrics -----------------------
 
@@ -577,3 +626,8 @@ for _network in METRICS_ALLOWED_CIDRS:
     except ValueError:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {_network!r} is not a network") from None
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# The processes without a web server answer their own /metrics on these ports (0: none), at this address,
+# to the same callers (core.prometheus). A Celery worker's port is its main process's: every pool child's counts.
+METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
+RELAY_METRICS_PORT = env_int("RELAY_METRICS_PORT", 0, minimum=0)
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)

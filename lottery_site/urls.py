@@ -15,9 +15,12 @@ api_v1 = [
     path("", include("lifecycle.urls")),
     path("", include("pools.urls")),
     path("", include("loadgen.urls")),
+    path("", include("analytics.urls")),
 ]
 
 urlpatterns = [
+    # Before admin's own URLs, which would take "operations" for an app's label.
+    path("admin/operations/", include("analytics.pages")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

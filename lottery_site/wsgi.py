@@ -6,9 +6,10 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 
-application = get_wsgi_application()
-
-# After gunicorn's post_fork this changes nothing; under runserver it is the set-up.
-from core.process import started  # noqa: E402
+# After gunicorn's post_fork this changes nothing; under runserver it is the set-up. Before the
+# application is built: the tracing middleware must be in place when Django loads its middleware.
+from core.process import started
 
 started("web")
+
+application = get_wsgi_application()

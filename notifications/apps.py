@@ -17,10 +17,11 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
-        from core import live
+        from core import live, tracing
         from notifications import metrics
 
         metrics.register()
+        tracing.QUIET_TASKS.add("notifications.tasks.sweep_notifications")  # beat's sweep: no trace of its own
         # A promoted alternate hears of it like any winner (draws sits below and asks through ON_PROMOTED).
         from draws.services import ON_PROMOTED
         from notifications.services import promoted_alternate_notify

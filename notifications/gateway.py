@@ -158,7 +158,7 @@ class SimulatedGateway:
         if not live("ANOMALY_SMS_FAILURE_ENABLED") or random.random() >= live("SMS_FAILURE_RATE"):  # noqa: S311
             return None
         details = {"recipient": mask_phone(message.to), "key": message.idempotency_key}
-        logger.warning(INJECTED_FAILURE, extra={"event": INJECTED_FAILURE, **details})
+        logger.warning(INJECTED_FAILURE, extra=details)
         for hook in ON_INJECTED_FAILURE:
             try:
                 hook(details)

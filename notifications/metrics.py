@@ -1,8 +1,8 @@
 """Prometheus metrics of the SMS notifications.
 
-Counters and the latency histogram count this process's own sends; the
-backlog is read from the database when Prometheus scrapes, so every process
-reports the same truth whichever worker did the work.
+Counters and the latency histogram count this process's own sends (the
+notifications worker's); the backlog is read from the database when
+Prometheus scrapes web's /metrics, the same truth whichever worker did the work.
 """
 
 import logging
@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from django.db import DatabaseError
 from django.db.models import Count
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.prometheus import platform_collector
 from notifications.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -58,11 +59,6 @@ class BacklogCollector(Collector):
         yield family
 
 
-_registered = False
-
-
 def register() -> None:
-    global _registered
-    if not _registered:
-        REGISTRY.register(BacklogCollector())
-        _registered = True
+    """The SMS backlog, on web's /metrics."""
+    platform_collector(BacklogCollector())

@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from core import tracing
 from core.authorization import require_permission
 from core.db import sql
 from core.live import live
@@ -187,7 +188,12 @@ def broadcast_create(*, lottery: Lottery, players: "QuerySet[Player]", body: str
     if total:
         lottery_id, chains = lottery.pk, _chains(total)
         transaction.on_commit(lambda: _queue_batch(lottery_id, kind, chains=chains), robust=True)
-    logger.info("broadcast of lottery %s: %s SMS to send", lottery.pk, total)
+    logger.info(
+        "broadcast of lottery %s: %s SMS to send",
+        lottery.pk,
+        total,
+        extra={"lottery_id": lottery.pk, "broadcast_id": broadcast.pk, "messages": total},
+    )
     return broadcast
 
 
@@ -345,7 +351,10 @@ def _outcome_row(
     error = str(result) or type(result).__name__
     if message.attempts >= live("SMS_MAX_ATTEMPTS"):
         metrics.messages_total.labels(message.kind, "failed").inc()
-        logger.warning("%s SMS %s failed after %s attempts: %s", message.kind, message.id, message.attempts, error)
+        logger.warning(
+            "%s SMS %s failed after %s attempts: %s", message.kind, message.id, message.attempts, error,
+            extra={"notification_id": message.id, "kind": message.kind, "attempts": message.attempts},
+        )  # fmt: skip
         return (message.id, _FAILED, "", None, error, now, None), None
     metrics.messages_total.labels(message.kind, "retried").inc()
     delay = backoff_seconds(message.attempts)
@@ -386,16 +395,28 @@ def notification_send(*, notification_id: int, now: datetime | None = None) -> S
     message commits first, the gateway is called holding no lock, and the
     outcome is written after.
     """
+    with tracing.span("sms send", {tracing.NOTIFICATION_ID: notification_id}) as span:
+        outcome = _notification_send(notification_id=notification_id, now=now)
+        if span.is_recording():
+            span.set_attributes({"sms.taken": outcome.taken, "sms.sent": outcome.sent})
+        return outcome
+
+
+def _notification_send(*, notification_id: int, now: datetime | None) -> SendOutcome:
     taken = _take(_TAKE_ONE_SQL, {"id": notification_id}, now or timezone.now())
     if not taken:
         return SendOutcome(taken=0, sent=0, retry_in=None)
     message = taken[0]
+    tracing.annotate({"sms.kind": message.kind, "sms.attempt": message.attempts})
     try:
         result: SendResult | SmsRefused = gateway().send(message.sms)
     except SmsRefused as refusal:
         result = refusal
     except Exception as error:  # a backend's own trouble: a failed attempt like any other, retried with the same key
-        logger.exception("SMS gateway error on %s SMS %s", message.kind, message.id)
+        logger.exception(
+            "SMS gateway error on %s SMS %s", message.kind, message.id,
+            extra={"notification_id": message.id, "kind": message.kind},
+        )  # fmt: skip
         result = DeliveryFailed(f"{type(error).__name__}: {error}")
     outcome = _finish(taken, [result])
     logger.info(
@@ -413,6 +434,14 @@ def notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None 
     so batches running side by side take disjoint messages. The caller runs
     it again while a full batch was taken.
     """
+    with tracing.span("sms batch send", {tracing.LOTTERY_ID: lottery_id, "sms.kind": kind}) as span:
+        outcome = _notification_batch_send(lottery_id=lottery_id, kind=kind, now=now)
+        if span.is_recording():
+            span.set_attributes({"sms.taken": outcome.taken, "sms.sent": outcome.sent})
+        return outcome
+
+
+def _notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None) -> SendOutcome:
     params = {"lottery": lottery_id, "kind": kind, "limit": settings.SMS_BROADCAST_BATCH}
     taken = _take(_TAKE_BATCH_SQL, params, now or timezone.now())
     if not taken:
@@ -420,10 +449,16 @@ def notification_batch_send(*, lottery_id: int, kind: str, now: datetime | None 
     try:
         results = gateway().send_batch([message.sms for message in taken])
     except Exception as error:  # the whole batch failed: each message retries with its own key
-        logger.exception("SMS gateway error on a batch of %s %s SMS of lottery %s", len(taken), kind, lottery_id)
+        logger.exception(
+            "SMS gateway error on a batch of %s %s SMS of lottery %s", len(taken), kind, lottery_id,
+            extra={"lottery_id": lottery_id, "kind": kind, "messages": len(taken)},
+        )  # fmt: skip
         results = [DeliveryFailed(f"{type(error).__name__}: {error}") for _ in taken]
     outcome = _finish(taken, results)
-    logger.info("%s SMS of lottery %s: %s of %s sent", kind, lottery_id, outcome.sent, len(taken))
+    logger.info(
+        "%s SMS of lottery %s: %s of %s sent", kind, lottery_id, outcome.sent, len(taken),
+        extra={"lottery_id": lottery_id, "kind": kind, "messages": len(taken), "sent": outcome.sent},
+    )  # fmt: skip
     return SendOutcome(
         taken=outcome.taken,
         sent=outcome.sent,

@@ -61,6 +61,9 @@ class DomainEvent:
     data: dict[str, Any]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     occurred_at: datetime = field(default_factory=timezone.now)
+    # The trace this event belongs to (W3C headers, ``{"traceparent": ...}``) when it is not the active
+    # one: a batch of stakes publishes each stake's events in that stake's own trace.
+    trace: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in ROUTES:

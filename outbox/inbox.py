@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from core.authorization import require_permission
 from core.db import sql
-from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, DeadLetter, InboxMessage
+from outbox.models import REPLAY_DEAD_LETTER, ConsumerCounter, ConsumerHourCounter, DeadLetter, InboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 _INBOX_CLAIM_SQL = sql(
     """
 INSERT INTO {InboxMessage} (consumer, message_id, received_at)
-SELECT %s, unnest(%s::varchar[]), now()
+SELECT %s, unnest(%s::varchar[]), coalesce(%s::timestamptz, now())
 ON CONFLICT (consumer, message_id) DO NOTHING
 RETURNING message_id
 """,
@@ -42,7 +42,7 @@ _DEAD_LETTER_SQL = sql(
     """
 INSERT INTO {DeadLetter}
     (consumer, topic, partition, "offset", digest, key, value, headers, reason, error, status, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {open}, now())
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {open}, coalesce(%s::timestamptz, now()))
 ON CONFLICT (topic, partition, "offset", digest) WHERE status = {open} DO NOTHING
 RETURNING id
 """,
@@ -51,13 +51,14 @@ RETURNING id
 )
 
 
-def inbox_claim(*, consumer: str, message_ids: Iterable[str]) -> set[str]:
-    """Record message ids as applied; return those seen for the first time (the others are duplicates)."""
+def inbox_claim(*, consumer: str, message_ids: Iterable[str], at: datetime | None = None) -> set[str]:
+    """Record message ids as applied (at ``at``, else the transaction's start); return those seen for the
+    first time (the others are duplicates)."""
     ids = list(dict.fromkeys(message_ids))
     if not ids:
         return set()
     with connection.cursor() as cursor:
-        cursor.execute(_INBOX_CLAIM_SQL, [consumer, ids])
+        cursor.execute(_INBOX_CLAIM_SQL, [consumer, ids, at])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -89,8 +90,9 @@ def message_digest(key: bytes | None, value: bytes, headers: dict[str, str]) -> 
     return digest.hexdigest()
 
 
-def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusal]:
-    """Store refusals as dead letters; return those not stored before (a redelivery is not new).
+def dead_letters_store(*, consumer: str, refusals: list[Refusal], at: datetime | None = None) -> list[Refusal]:
+    """Store refusals as dead letters (created ``at``, else the transaction's start); return those not stored
+    before (a redelivery is not new).
 
     One statement per refusal: refusals are the rare case, and each needs to
     know whether it was already there. A message is identified by its
@@ -113,6 +115,7 @@ def dead_letters_store(*, consumer: str, refusals: list[Refusal]) -> list[Refusa
                     json.dumps(r.headers),
                     r.reason,
                     r.error,
+                    at,
                 ],
             )
             if cursor.fetchone() is not None:
@@ -128,8 +131,26 @@ class Tally:
     dead_lettered: int = 0
 
 
-def counters_add(*, consumer: str, topic: str, tallies: dict[int, Tally]) -> None:
-    """Add a batch's tallies to the per-partition counters (F() updates, in the caller's transaction)."""
+_HOUR_COUNTERS_SQL = sql(
+    """
+INSERT INTO {ConsumerHourCounter} AS c (consumer, topic, partition, hour, received, applied, duplicate, dead_lettered)
+SELECT %s, %s, p.partition, date_trunc('hour', coalesce(%s::timestamptz, now()), 'UTC'),
+       p.received, p.applied, p.duplicate, p.dead
+FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+    AS p(partition, received, applied, duplicate, dead)
+ON CONFLICT (consumer, topic, partition, hour) DO UPDATE SET
+    received = c.received + EXCLUDED.received,
+    applied = c.applied + EXCLUDED.applied,
+    duplicate = c.duplicate + EXCLUDED.duplicate,
+    dead_lettered = c.dead_lettered + EXCLUDED.dead_lettered
+""",
+    ConsumerHourCounter=ConsumerHourCounter,
+)
+
+
+def counters_add(*, consumer: str, topic: str, tallies: dict[int, Tally], at: datetime | None = None) -> None:
+    """Add a batch's tallies to the per-partition counters, and to those of the hour of ``at`` (the batch's
+    moment, else the transaction's start): F() updates and one upsert, in the caller's transaction."""
     for partition, tally in tallies.items():
         assert tally.received == tally.applied + tally.duplicate + tally.dead_lettered, tally
         ConsumerCounter.objects.get_or_create(consumer=consumer, topic=topic, partition=partition)
@@ -139,6 +160,15 @@ def counters_add(*, consumer: str, topic: str, tallies: dict[int, Tally]) -> Non
             duplicate=F("duplicate") + tally.duplicate,
             dead_lettered=F("dead_lettered") + tally.dead_lettered,
         )
+    if not tallies:
+        return
+    partitions = sorted(tallies)
+    columns = [
+        [getattr(tallies[p], name) for p in partitions]
+        for name in ("received", "applied", "duplicate", "dead_lettered")
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_HOUR_COUNTERS_SQL, [consumer, topic, at, partitions, *columns])
 
 
 def counters_total(*, consumer: str) -> Counter[str]:

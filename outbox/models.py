@@ -151,3 +151,36 @@ class ConsumerCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer} {self.topic}[{self.partition}]"
+
+
+class ConsumerHourCounter(models.Model):
+    """What a consumer did with one partition's messages in one UTC hour: ``ConsumerCounter`` by the hour.
+
+    Moved in the same transaction as the effects (``outbox.inbox.counters_add``), at the batch's
+    moment, the one its inbox rows, dead letters and effects carry, so that each hour's
+    ``received = applied + duplicate + dead_lettered`` can be checked against those rows.
+    """
+
+    consumer = models.CharField(max_length=100)
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    hour = models.DateTimeField(help_text="The start of the UTC hour.")
+    received = models.BigIntegerField(default=0)
+    applied = models.BigIntegerField(default=0)
+    duplicate = models.BigIntegerField(default=0)
+    dead_lettered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                name="hour_counter_per_partition", fields=["consumer", "topic", "partition", "hour"]
+            ),
+            models.CheckConstraint(
+                name="hour_counter_balances",
+                condition=Q(received=models.F("applied") + models.F("duplicate") + models.F("dead_lettered")),
+            ),
+        ]
+        indexes = [models.Index(name="hour_counter_by_hour", fields=["hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.topic}[{self.partition}] at {self.hour:%Y-%m-%d %H}:00"

@@ -21,6 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -30,8 +31,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
+from core import tracing
 from core.db import sql
+from core.prometheus import observe_many
 from outbox import kafka, metrics
 from outbox.models import OutboxEvent
 
@@ -79,8 +85,12 @@ CROSS JOIN LATERAL (
     published=OutboxEvent.State.PUBLISHED,
 )
 
+# Returns each event's time in the outbox, commit to acknowledgement (the publish lag metric).
 _MARK_PUBLISHED_SQL = sql(
-    "UPDATE {OutboxEvent} SET state = {published}, published_at = %s WHERE id = ANY(%s)",
+    """
+UPDATE {OutboxEvent} SET state = {published}, published_at = %(now)s WHERE id = ANY(%(ids)s)
+RETURNING extract(epoch FROM %(now)s - created_at)::float8
+""",
     OutboxEvent=OutboxEvent,
     pending=OutboxEvent.State.PENDING,
     failed=OutboxEvent.State.FAILED,
@@ -100,6 +110,9 @@ WHERE id = %(id)s
     failed=OutboxEvent.State.FAILED,
     published=OutboxEvent.State.PUBLISHED,
 )
+
+
+_UNTRACED = nullcontext()
 
 
 class RelayBrokerDown(Exception):
@@ -130,14 +143,40 @@ class _Row:
             ("messageType", self.message_type.encode()),
             ("event-id", self.event_id.encode()),
             ("content-type", b"application/json"),
-            *_extra_headers(self.headers),
+            *_extra_headers(self.headers, tracing.kafka_injects()),
         ]
 
 
 @lru_cache(maxsize=1024)
-def _extra_headers(stored: str) -> tuple[tuple[str, bytes], ...]:
-    """The headers captured at publish time (traceparent), parsed once per distinct value."""
-    return tuple((name, value.encode()) for name, value in json.loads(stored).items())
+def _extra_headers(stored: str, send_injects: bool) -> tuple[tuple[str, bytes], ...]:
+    """The headers captured at publish time (traceparent), parsed once per distinct value.
+
+    With tracing on, the send writes its own span's traceparent (a child of
+    the stored one): the stored one is left out, so a message has only one.
+    """
+    headers: dict[str, str] = json.loads(stored)
+    if send_injects:
+        headers = tracing.without_trace_headers(headers)
+    return tuple((name, value.encode()) for name, value in headers.items())
+
+
+@lru_cache(maxsize=1024)
+def _stored_context(stored: str) -> Context | None:
+    """The trace an event was written in (its stored traceparent), or ``None``."""
+    return tracing.context_from(json.loads(stored))
+
+
+def _batch_span(rows: list[_Row]) -> AbstractContextManager[Span]:
+    """The batch's own trace (a relay serves many), linked to the trace of every event it carries."""
+    if not tracing.enabled():
+        return tracing.span("")
+    links = tracing.links(_stored_context(row.headers) for row in rows[: tracing.MAX_LINKS])
+    return tracing.span(
+        "outbox relay batch",
+        {"outbox.claimed": len(rows), tracing.EVENT_ID: [row.event_id for row in rows[: tracing.MAX_IDS]]},
+        context=tracing.new_trace(),
+        links=links,
+    )
 
 
 def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
@@ -145,50 +184,71 @@ def relay_batch(*, batch_size: int | None = None) -> RelayBatch:
     batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     started = time.monotonic()
     broker_error: BaseException | None = None
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [batch_size])
-            rows = [_Row(*row) for row in cursor.fetchall()]
-            if not rows:
-                return RelayBatch()
-            cursor.execute(
-                _FIRST_BLOCKER_SQL,
-                {"keys": sorted({r.key for r in rows}), "last_id": rows[-1].id, "ids": [r.id for r in rows]},
-            )
-            first_blocker = dict(cursor.fetchall())
-
-        by_id = {r.id: r for r in rows}
-        sendable = [r for r in rows if r.id < first_blocker.get(r.key, r.id + 1)]
-        held_back = len(rows) - len(sendable)
-        sent, failures, broker_error = _send(sendable)
-        held_back += len(sendable) - len(sent) - len(failures)
-        published = [r.id for r in sent]
-
-        with connection.cursor() as cursor:
-            if published:
-                cursor.execute(_MARK_PUBLISHED_SQL, [timezone.now(), published])
-                for event_type, count in Counter(row.event_type for row in sent).items():
-                    metrics.published_total.labels(event_type).inc(count)
-            for row_id, error in failures.items():
-                metrics.failed_attempts_total.labels(by_id[row_id].event_type).inc()
+    with ExitStack() as traced:  # the batch's span, once it has rows: to its commit and its log line
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_SQL, [batch_size])
+                rows = [_Row(*row) for row in cursor.fetchall()]
+                if not rows:
+                    return RelayBatch()
+            span = traced.enter_context(_batch_span(rows))
+            with connection.cursor() as cursor:
                 cursor.execute(
-                    _RECORD_FAILURE_SQL,
-                    {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
+                    _FIRST_BLOCKER_SQL,
+                    {"keys": sorted({r.key for r in rows}), "last_id": rows[-1].id, "ids": [r.id for r in rows]},
                 )
-    result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
-    logger.info(
-        "outbox batch: %d claimed, %d published, %d failed, %d held back in %.0f ms",
-        result.claimed,
-        result.published,
-        result.failed,
-        result.held_back,
-        (time.monotonic() - started) * 1000,
-        extra={"claimed": result.claimed, "published": result.published, "failed": result.failed},
-    )
-    if broker_error is not None:
-        metrics.broker_unavailable_total.inc()
-        kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
-        raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
+                first_blocker = dict(cursor.fetchall())
+
+            by_id = {r.id: r for r in rows}
+            lags: list[float] = []
+            sendable = [r for r in rows if r.id < first_blocker.get(r.key, r.id + 1)]
+            held_back = len(rows) - len(sendable)
+            sent, failures, broker_error = _send(sendable)
+            held_back += len(sendable) - len(sent) - len(failures)
+            published = [r.id for r in sent]
+
+            with connection.cursor() as cursor:
+                if published:
+                    cursor.execute(_MARK_PUBLISHED_SQL, {"now": timezone.now(), "ids": published})
+                    lags = [lag for (lag,) in cursor.fetchall()]
+                    for event_type, count in Counter(row.event_type for row in sent).items():
+                        metrics.published_total.labels(event_type).inc(count)
+                for row_id, error in failures.items():
+                    metrics.failed_attempts_total.labels(by_id[row_id].event_type).inc()
+                    cursor.execute(
+                        _RECORD_FAILURE_SQL,
+                        {"id": row_id, "error": error[:2000], "max_attempts": settings.OUTBOX_MAX_ATTEMPTS},
+                    )
+        result = RelayBatch(claimed=len(rows), published=len(published), failed=len(failures), held_back=held_back)
+        observe_many(metrics.publish_lag, (max(0.0, lag) for lag in lags))  # committed: the events are out
+        metrics.batch_duration.observe(time.monotonic() - started)
+        if span.is_recording():
+            span.set_attributes(
+                {"outbox.published": result.published, "outbox.failed": result.failed, "outbox.held_back": held_back}
+            )
+        for row_id, error in failures.items():
+            row = by_id[row_id]
+            logger.warning(
+                "outbox event failed",
+                extra={"event_id": row.event_id, "event_type": row.event_type, "topic": row.topic, "error": error},
+            )
+        # A batch that moved nothing (every row held back behind another relay's) is DEBUG: sweeps repeat it.
+        logger.log(
+            logging.INFO if result.published or result.failed else logging.DEBUG,
+            "outbox batch",
+            extra={
+                "batch_size": batch_size,
+                "claimed": result.claimed,
+                "published": result.published,
+                "failed": result.failed,
+                "held_back": result.held_back,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        if broker_error is not None:
+            metrics.broker_unavailable_total.inc()
+            kafka.recover_producer(broker_error)  # whatever state the producer is in, the next batch has a fresh one
+            raise RelayBrokerDown(f"{type(broker_error).__name__}: {broker_error}") from broker_error
     return result
 
 
@@ -227,12 +287,17 @@ def _produce(
     futures: list[tuple[_Row, FutureRecordMetadata]] = []
     failures: dict[int, str] = {}
     stopped_keys: set[str] = set()  # keys with a failure: nothing more of them is sent this batch
+    # Traced, each send runs in the trace its event was written in: its span is a child of the stored
+    # traceparent (not of the batch), and the message carries that span's traceparent.
+    traced = tracing.enabled()
+    batch = tracing.context_of(trace.get_current_span()) if traced else None
     for row in rows:
         if row.key in stopped_keys:
             continue
         key, value, headers = row.key.encode(), row.value.encode(), row.kafka_headers()
         try:
-            future = producer.send(row.topic, key=key, value=value, headers=headers)
+            with tracing.attached(_stored_context(row.headers) or batch) if traced else _UNTRACED:
+                future = producer.send(row.topic, key=key, value=value, headers=headers)
         except (KafkaError, ValueError, TypeError) as error:  # Kafka's verdict on the broker, or on this message
             if kafka.is_broker_trouble(error):
                 return futures, failures, error
@@ -264,6 +329,8 @@ def _settle(
             continue
         if future.succeeded():
             acknowledged.append(row)
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_published(row, future.value)
             continue
         problem = future.exception if future.is_done else KafkaTimeoutError("no acknowledgement in time")
         if problem is None or kafka.is_broker_trouble(problem):
@@ -276,6 +343,19 @@ def _settle(
             f"{len(failures)} events failed and none was acknowledged: {next(iter(failures.values()))}"
         )
     return acknowledged, broker_error
+
+
+def _log_published(row: _Row, metadata: Any) -> None:
+    logger.debug(
+        "outbox event published",
+        extra={
+            "event_id": row.event_id,
+            "event_type": row.event_type,
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+        },
+    )
 
 
 @dataclass

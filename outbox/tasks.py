@@ -44,7 +44,9 @@ def relay_outbox() -> int:
     except (RelayBrokerDown, KafkaError) as error:
         delay = Backoff.delay_after(coordination.relay_failed())
         coordination.pause_relay(delay)
-        logger.warning("kafka unavailable, relay paused for %.1f s: %s", delay, error)
+        logger.warning(
+            "kafka unavailable, relay paused for %.1f s: %s", delay, error, extra={"pause_seconds": round(delay, 1)}
+        )
         return 0
     coordination.relay_succeeded()
     return published

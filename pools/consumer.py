@@ -23,12 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from core import tracing
 from core.resilience import Outage, drop_database_connection
 from entries.services import players_for_stakes
 from outbox import kafka
@@ -37,12 +41,13 @@ from outbox.models import DeadLetter, InboxMessage
 from outbox.pipeline import CONSUMER as CONSUMER_PROCESS
 from outbox.pipeline import heartbeat
 from outbox.relay import Backoff
+from pools import metrics
 from pools.services import pools_enter
 from pools.stake_messages import StakeMessage, StakeRefused, parse_stake
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = "stakes"
+CONSUMER = metrics.CONSUMER
 # Players created from stakes never log in here: an unusable password (no per-player hashing).
 
 
@@ -70,18 +75,98 @@ class StakeBatch:
 
 def handle_batch(records: Sequence[Any]) -> StakeBatch:
     """Apply one poll's records exactly once in effect. Raises (and rolls back) if the DLQ is unreachable."""
+    if not tracing.enabled():
+        return _handle_batch(records, None)
+    traces = _BatchTraces(records)
+    try:
+        with tracing.attached(traces.batch_context):
+            result = _handle_batch(records, traces)
+    except BaseException as error:
+        traces.failed(error)
+        raise
+    finally:
+        traces.end()
+    return result
+
+
+class _BatchTraces:
+    """With tracing on: the batch's span, and a span per message in the trace its ``traceparent`` header names.
+
+    The batch span starts a trace of its own (a batch mixes many) and links
+    to every message's trace; each message's span (``<topic> process``) is a
+    child of its header's context, so the stake's trace goes on through its
+    pool's fill, the draw and the award. Both end when the batch is done.
+    """
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        parents = [tracing.context_from_headers(record.headers) for record in records]
+        topic = records[0].topic if records else settings.STAKES_TOPIC
+        self.batch = tracing.start_span(
+            f"{topic} batch",
+            {
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic,
+                "messaging.batch.message_count": len(records),
+            },
+            kind=SpanKind.CONSUMER,
+            context=tracing.new_trace(),
+            links=tracing.links(parents[: tracing.MAX_LINKS]),
+        )
+        self.batch_context = tracing.context_of(self.batch)
+        batch_link = tracing.link(self.batch_context)
+        self.spans: dict[tuple[int, int], Span] = {}
+        for record, parent in zip(records, parents, strict=True):
+            self.spans[(record.partition, record.offset)] = tracing.start_span(
+                f"{record.topic} process",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                },
+                kind=SpanKind.CONSUMER,
+                context=parent or self.batch_context,
+                links=batch_link if parent is not None else (),
+            )
+
+    def stake(self, record: Any, stake: StakeMessage) -> StakeMessage:
+        """The stake, its trace now its message's span (the pool it fills continues or links to it)."""
+        span = self.spans[(record.partition, record.offset)]
+        span.set_attribute(tracing.STAKE_ID, stake.stake_id)
+        return replace(stake, traceparent=tracing.traceparent(tracing.context_of(span)) or stake.traceparent)
+
+    def context(self, partition: int, offset: int) -> Context:
+        return tracing.context_of(self.spans[(partition, offset)])
+
+    def failed(self, error: BaseException) -> None:
+        for span in (self.batch, *self.spans.values()):
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR, type(error).__name__)
+
+    def end(self) -> None:
+        for span in self.spans.values():
+            span.end()
+        self.batch.end()
+
+
+def _handle_batch(records: Sequence[Any], traces: _BatchTraces | None) -> StakeBatch:
     tallies: dict[int, Tally] = defaultdict(Tally)
     refusals: list[Refusal] = []
     parsed: list[tuple[Any, StakeMessage]] = []
     for record in records:
         tallies[record.partition].received += 1
         try:
-            parsed.append((record, parse_stake(record.value, _headers(record))))
+            stake = parse_stake(record.value, _headers(record))
         except StakeRefused as refused:
             refusals.append(_refusal(record, refused.reason, refused.message))
+            continue
+        parsed.append((record, stake if traces is None else traces.stake(record, stake)))
 
+    # One moment for the whole batch: its inbox rows, stakes, dead letters and hourly counters
+    # carry it, so each hour's counts can be checked against those rows (analytics).
+    now = timezone.now()
     with transaction.atomic():
-        fresh = inbox_claim(consumer=CONSUMER, message_ids=[stake.stake_id for _, stake in parsed])
+        fresh = inbox_claim(consumer=CONSUMER, message_ids=[stake.stake_id for _, stake in parsed], at=now)
         first: list[tuple[Any, StakeMessage]] = []
         for record, stake in parsed:
             if stake.stake_id in fresh:
@@ -89,6 +174,7 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 first.append((record, stake))
             else:
                 tallies[record.partition].duplicate += 1
+                _log_stake("stake duplicate", record, stake)
 
         players = players_for_stakes(external_ids={stake.player_external_id for _, stake in first})
         entering: list[StakeMessage] = []
@@ -99,19 +185,29 @@ def handle_batch(records: Sequence[Any]) -> StakeBatch:
                 continue
             entering.append(replace(stake, player_id=player.pk))
             tallies[record.partition].applied += 1
+            _log_stake("stake applied", record, stake, player_id=player.pk)
         # A banned player's stake must not stay claimed: a replay after the unban applies it.
         _inbox_release([r for r in refusals if r.reason == "player_banned"], parsed)
-        pools_enter(stakes=entering)
+        pools_enter(stakes=entering, now=now)
 
-        new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals)
+        new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals, at=now)
+        stake_ids = {(record.partition, record.offset): stake.stake_id for record, stake in parsed}
         for refusal in refusals:
             if refusal in new_refusals:
                 tallies[refusal.partition].dead_lettered += 1
             else:
                 tallies[refusal.partition].duplicate += 1  # redelivered: already a dead letter
-        _produce_dead_letters(new_refusals)
-        counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies)
+        _produce_dead_letters(new_refusals, stake_ids, traces)
+        counters_add(consumer=CONSUMER, topic=settings.STAKES_TOPIC, tallies=tallies, at=now)
+        transaction.on_commit(lambda: metrics.stakes_counted(tallies))
     return StakeBatch(tallies=dict(tallies))
+
+
+def _log_stake(event: str, record: Any, stake: StakeMessage, **fields: Any) -> None:
+    """One stake's DEBUG line: where it came from and which stake it is."""
+    if logger.isEnabledFor(logging.DEBUG):
+        fields.update(topic=record.topic, partition=record.partition, offset=record.offset, stake_id=stake.stake_id)
+        logger.debug(event, extra=fields)
 
 
 def _headers(record: Any) -> dict[str, bytes | None]:
@@ -144,14 +240,21 @@ def _inbox_release(banned: list[Refusal], parsed: list[tuple[Any, StakeMessage]]
     InboxMessage.objects.filter(consumer=CONSUMER, message_id__in=ids).delete()
 
 
-def _produce_dead_letters(refusals: list[Refusal]) -> None:
-    """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit)."""
+def _produce_dead_letters(
+    refusals: list[Refusal], stake_ids: dict[tuple[int, int], str], traces: "_BatchTraces | None" = None
+) -> None:
+    """Send refusals to the dead-letter topic and wait for the acknowledgements (before the commit).
+
+    Each is logged, with the stake's id when the message had a readable one (``stake_ids`` by partition and offset).
+    Traced, each is sent in its message's trace, and its send writes the traceparent (not a second one).
+    """
     if not refusals:
         return
     producer = kafka.producer()
     futures = []
     for r in refusals:
-        headers = [(name, value.encode()) for name, value in r.headers.items()]
+        kept = tracing.without_trace_headers(r.headers) if traces is not None else r.headers
+        headers = [(name, value.encode()) for name, value in kept.items()]
         headers += [
             ("error", r.reason.encode()),
             ("error-message", r.error.encode()[:1000]),
@@ -160,11 +263,24 @@ def _produce_dead_letters(refusals: list[Refusal]) -> None:
             ("original-offset", str(r.offset).encode()),
             ("dead-lettered-at", timezone.now().isoformat().encode()),
         ]
-        futures.append(producer.send(settings.STAKES_DLQ_TOPIC, key=r.key, value=r.value, headers=headers))
+        with tracing.attached(traces.context(r.partition, r.offset) if traces is not None else None):
+            futures.append(producer.send(settings.STAKES_DLQ_TOPIC, key=r.key, value=r.value, headers=headers))
     producer.flush(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS * 2 / 1000)
     for future in futures:
         future.get(timeout=0)  # raises if the broker did not take it: the transaction rolls back
-    logger.info("stakes dead-lettered", extra={"count": len(refusals), "reasons": sorted({r.reason for r in refusals})})
+    for r in refusals:
+        logger.warning(
+            "stake dead-lettered",
+            extra={
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "stake_id": stake_ids.get((r.partition, r.offset)),
+                "reason": r.reason,
+                "error": r.error,
+                "dlq_topic": settings.STAKES_DLQ_TOPIC,
+            },
+        )
 
 
 def consume(*, should_stop: Any, on_batch: Any = None) -> None:
@@ -191,21 +307,25 @@ def consume(*, should_stop: Any, on_batch: Any = None) -> None:
         request_timeout_ms=max(settings.KAFKA_REQUEST_TIMEOUT_MS, settings.KAFKA_SESSION_TIMEOUT_MS + 1000),
     )
     loop = _ConsumerLoop(consumer, should_stop)
-    try:
-        while not should_stop():
-            heartbeat(CONSUMER_PROCESS)
-            if not loop.topics_ready():
-                continue
-            loop.subscription.check()
-            polled = consumer.poll(timeout_ms=500)
-            if not any(polled.values()):
-                close_old_connections()
-                continue
-            result = loop.handle(polled)
-            if result is not None and on_batch is not None:
-                on_batch(result)
-    finally:
-        consumer.close(autocommit=False)
+    metrics.lag.register()
+    # Every line of the loop, and of the services it calls, says which topic and group it consumes.
+    with structlog.contextvars.bound_contextvars(topic=settings.STAKES_TOPIC, group=settings.STAKES_CONSUMER_GROUP):
+        try:
+            while not should_stop():
+                heartbeat(CONSUMER_PROCESS)
+                if not loop.topics_ready():
+                    continue
+                loop.subscription.check()
+                polled = consumer.poll(timeout_ms=500)
+                metrics.lag.fetched(consumer, polled)
+                if not any(polled.values()):
+                    close_old_connections()
+                    continue
+                result = loop.handle(polled)
+                if result is not None and on_batch is not None:
+                    on_batch(result)
+        finally:
+            consumer.close(autocommit=False)
 
 
 class _ConsumerLoop:
@@ -229,6 +349,7 @@ class _ConsumerLoop:
 
     def handle(self, polled: dict[Any, list[Any]]) -> StakeBatch | None:
         """Apply the batch, then commit its offsets; on trouble seek back, back off and return ``None``."""
+        began = time.monotonic()
         try:
             result = handle_batch([record for partition_records in polled.values() for record in partition_records])
         except (DatabaseError, KafkaError) as error:
@@ -241,16 +362,19 @@ class _ConsumerLoop:
                 self.consumer.seek(tp, partition_records[0].offset)
             self._back_off(error, self.outages["kafka" if isinstance(error, KafkaError) else "database"])
             return None
+        metrics.batch_duration.labels(CONSUMER).observe(time.monotonic() - began)
         self.backoff.reset()
         for outage in self.outages.values():
             outage.recovered()
         self._commit_offsets(polled)
         logger.info(
-            "stake batch: %d received, %d applied, %d duplicate, %d dead-lettered",
-            result.total("received"),
-            result.total("applied"),
-            result.total("duplicate"),
-            result.total("dead_lettered"),
+            "stake batch",
+            extra={
+                # Each partition's first and last offset in the batch.
+                "offsets": {tp.partition: [records[0].offset, records[-1].offset] for tp, records in polled.items()},
+                **{name: result.total(name) for name in ("received", "applied", "duplicate", "dead_lettered")},
+                "duration_ms": round((time.monotonic() - began) * 1000, 1),
+            },
         )
         return result
 
@@ -265,6 +389,8 @@ class _ConsumerLoop:
             # A rebalance or a broker blip: the batch is committed in the
             # database, so whoever reads it again finds it in the inbox.
             logger.warning("offset commit failed; the batch will be redelivered and deduplicated: %s", error)
+            return
+        metrics.lag.committed({tp: (records[-1].offset + 1, records[-1].timestamp) for tp, records in polled.items()})
 
     def _back_off(self, error: BaseException, outage: Outage) -> None:
         delay = self.backoff.next_delay()
@@ -311,7 +437,7 @@ class _StakesSubscription(ConsumerRebalanceListener):
         self.known = current
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
+        metrics.lag.revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if self.rewind and assigned:

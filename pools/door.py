@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from kafka.errors import KafkaError
 
+from core import tracing
 from core.authorization import require_permission
 from outbox import kafka
 from pools.errors import BrokerUnavailable, InvalidStake
@@ -44,19 +45,33 @@ def stake_produce(*, message: dict[str, Any], actor: AbstractUser | None) -> Pro
         raise InvalidStake(refused.message, details={"reason": refused.reason}) from None
     try:
         _stake_topics.ensure()
-        metadata = (
-            kafka.producer()
-            .send(
-                settings.STAKES_TOPIC,
-                key=stake.game_id.encode(),
-                value=json.dumps(message).encode(),
-                headers=[("messageType", MESSAGE_TYPE.encode()), ("content-type", b"application/json")],
+        # Traced, the send's span writes its traceparent into the headers: the consumer continues this trace.
+        with tracing.span("stake produce", {tracing.STAKE_ID: stake.stake_id}):
+            metadata = (
+                kafka.producer()
+                .send(
+                    settings.STAKES_TOPIC,
+                    key=stake.game_id.encode(),
+                    value=json.dumps(message).encode(),
+                    headers=[
+                        ("messageType", MESSAGE_TYPE.encode()),
+                        ("content-type", b"application/json"),
+                        *tracing.kafka_trace_headers(),
+                    ],
+                )
+                .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
             )
-            .get(timeout=settings.KAFKA_REQUEST_TIMEOUT_MS / 1000)
-        )
     except KafkaError as error:
         kafka.recover_producer(error)
         _stake_topics.stale()
         raise BrokerUnavailable(details={"error": type(error).__name__}) from None
-    logger.info("stake produced", extra={"stake_id": stake.stake_id, "offset": metadata.offset})
+    logger.info(
+        "stake produced",
+        extra={
+            "stake_id": stake.stake_id,
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+        },
+    )
     return ProducedStake(stake.stake_id, metadata.topic, metadata.partition, metadata.offset)

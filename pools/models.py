@@ -51,6 +51,8 @@ class Stake(models.Model):
     currency = models.CharField(max_length=3)
     occurred_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # The W3C traceparent of the stake's trace (empty when it came untraced): the pool it fills links to it.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
 
     class Meta:
         db_table = "entries_stake"

@@ -19,7 +19,7 @@ every lottery (``lottery_new``, ``lotteries_open``, ``transition_row``,
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,7 +27,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
+from core import tracing
 from core.db import copy_rows, next_ids, sql
 from entries.events import entry_created
 from entries.models import Ballot
@@ -97,34 +100,102 @@ def pools_enter(*, stakes: Sequence[StakeMessage], now: datetime | None = None) 
         return []
     now = now or timezone.now()
     plans = _plan(stakes, _open_pools(stakes))
+    earlier = _earlier_traces(plans) if tracing.enabled() else {}
     _fill_found(plans, now=now)
     opened = _open_new(plans, now=now)
     ballot_ids, entered = _enter(plans, now=now)
     _store_stakes(plans, ballot_ids, now=now)
-    closes, closed = _close_full(plans, now=now)
-    # One statement each for the batch: the opening and closing transitions; the
-    # events in the order a consumer of one pool must see them (opened, entries, closed).
-    transitions_record([*opened.transitions, *closes])
-    publish(*opened.events, *entered, *closed)
+    fills = _Fills(plans, earlier)
+    try:
+        closes, closed = _close_full(plans, now=now, fills=fills)
+        # One statement each for the batch: the opening and closing transitions; the
+        # events in the order a consumer of one pool must see them (opened, entries, closed).
+        transitions_record([*opened.transitions, *closes])
+        publish(*opened.events, *entered, *closed)
+        draws = fills.draws()
+    finally:
+        fills.end()
     filled = [plan.pool.pk for plan in plans if plan.fills]
     if filled:
         # Robust: a Redis hiccup must not kill the consumer after its commit;
         # beat's close sweep draws any pool left closed.
-        transaction.on_commit(lambda: _queue_draws(filled), robust=True)
+        transaction.on_commit(lambda: _queue_draws(draws), robust=True)
     logger.info(
         "stakes entered: %d stakes, %d pools opened, %d filled",
         len(stakes),
         sum(plan.opens for plan in plans),
         len(filled),
-        extra={"filled": filled},
+        extra={"stakes": len(stakes), "filled": filled},
     )
     return filled
 
 
-def _queue_draws(lottery_ids: list[int]) -> None:
+def _queue_draws(draws: list[tuple[Context | None, list[int]]]) -> None:
     from lifecycle.tasks import draw_lotteries  # tasks import the services
 
-    draw_lotteries.delay(lottery_ids)
+    for context, lottery_ids in draws:
+        with tracing.attached(context):  # the task carries the trace of the fill (Celery's headers)
+            draw_lotteries.delay(lottery_ids)
+
+
+class _Fills:
+    """The trace of each pool the batch fills: that of the stake that filled it, linked to its other stakes.
+
+    With tracing on, each fill is a span (``pool fill``), a child of the
+    filling stake's span, linked to the spans of the pool's other stakes,
+    this batch's and earlier ones' (their stored traceparents). Its
+    LotteryClosed and its draw task carry that trace; untraced pools are
+    drawn together by one task.
+    """
+
+    def __init__(self, plans: list[_Plan], earlier: dict[int, list[str]]) -> None:
+        self.spans: dict[int, Span] = {}  # by id(plan)
+        self.plans = [plan for plan in plans if plan.fills]
+        if not tracing.enabled():
+            return
+        for plan in self.plans:
+            filling, others = plan.stakes[-1], plan.stakes[:-1]  # a plan ends at the stake that fills it
+            traces = [stake.traceparent for stake in others] + (earlier.get(plan.pool.pk, []) if not plan.opens else [])
+            self.spans[id(plan)] = tracing.start_span(
+                "pool fill",
+                {tracing.LOTTERY_ID: plan.pool.pk, tracing.STAKE_ID: filling.stake_id, "pool.size": plan.pool_size},
+                context=tracing.context_from({"traceparent": filling.traceparent}),
+                links=tracing.links(tracing.context_from({"traceparent": t}) for t in traces[: tracing.MAX_LINKS]),
+            )
+
+    def trace_of(self, plan: _Plan) -> dict[str, str] | None:
+        """The W3C headers of the fill's trace (the filling stake's, with tracing off), for its events."""
+        fill = self.spans.get(id(plan))
+        if fill is not None and fill.get_span_context().trace_flags.sampled:
+            return tracing.carrier(tracing.context_of(fill))
+        traceparent = plan.stakes[-1].traceparent
+        return {"traceparent": traceparent} if traceparent else None
+
+    def draws(self) -> list[tuple[Context | None, list[int]]]:
+        """The draws to queue: one task per traced fill, in its trace; one for all the others."""
+        traced, untraced = [], []
+        for plan in self.plans:
+            fill = self.spans.get(id(plan))
+            if fill is not None and fill.get_span_context().trace_flags.sampled:
+                traced.append((tracing.context_of(fill), [plan.pool.pk]))
+            else:
+                untraced.append(plan.pool.pk)
+        return traced + ([(None, untraced)] if untraced else [])
+
+    def end(self) -> None:
+        for fill in self.spans.values():
+            fill.end()
+
+
+def _earlier_traces(plans: list[_Plan]) -> dict[int, list[str]]:
+    """The traceparents of the stakes already in the open pools this batch fills (one statement)."""
+    pool_ids = [plan.pool.pk for plan in plans if plan.fills and not plan.opens]
+    found: dict[int, list[str]] = defaultdict(list)
+    if pool_ids:
+        rows = Stake.objects.filter(lottery_id__in=pool_ids).exclude(traceparent="")
+        for lottery_id, traceparent in rows.values_list("lottery_id", "traceparent"):
+            found[lottery_id].append(traceparent)
+    return found
 
 
 _OPEN_POOLS_SQL = sql(
@@ -242,9 +313,10 @@ def _open_new(plans: list[_Plan], *, now: datetime) -> Opened:
     return lotteries_open([plan.pool for plan in opening], source=SOURCE, now=now, defer=True)
 
 
-def _close_full(plans: list[_Plan], *, now: datetime) -> tuple[list[dict[str, Any]], list[DomainEvent]]:
+def _close_full(plans: list[_Plan], *, now: datetime, fills: _Fills) -> tuple[list[dict[str, Any]], list[DomainEvent]]:
     """The close of every pool the batch filled (its state was written above): transitions and LotteryClosed."""
-    full = [plan.pool for plan in plans if plan.fills]
+    full_plans = [plan for plan in plans if plan.fills]
+    full = [plan.pool for plan in full_plans]
     for pool in full:
         pool.state = Lottery.State.CLOSED
     transitions = [
@@ -258,7 +330,11 @@ def _close_full(plans: list[_Plan], *, now: datetime) -> tuple[list[dict[str, An
         )
         for pool in full
     ]
-    return transitions, [lottery_events.lottery_closed(pool, source=SOURCE, forced=False) for pool in full]
+    closed = [
+        replace(lottery_events.lottery_closed(plan.pool, source=SOURCE, forced=False), trace=fills.trace_of(plan))
+        for plan in full_plans
+    ]
+    return transitions, closed
 
 
 def _enter(plans: list[_Plan], *, now: datetime) -> tuple[dict[tuple[int, int], int], list[DomainEvent]]:
@@ -291,6 +367,7 @@ def _enter(plans: list[_Plan], *, now: datetime) -> tuple[dict[tuple[int, int], 
             player_id=stake.player_id,
             player_external_id=stake.player_external_id,
             created_at=now,
+            trace={"traceparent": stake.traceparent} if stake.traceparent else None,  # the stake's own trace
         )
         for lottery_id, stake in entering
         if stake.player_id is not None
@@ -314,6 +391,7 @@ def _store_stakes(plans: list[_Plan], ballot_ids: dict[tuple[int, int], int], *,
                 "currency": stake.currency,
                 "occurred_at": stake.occurred_at,
                 "created_at": now,
+                "traceparent": stake.traceparent,
             }
             for plan in plans
             for stake in plan.stakes

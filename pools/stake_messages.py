@@ -17,6 +17,7 @@ from core import currencies
 MESSAGE_TYPE = "player.stakeCreated"
 FIELDS = ("stakeId", "playerId", "gameId", "amount", "currency", "occurredAt")
 MAX_ID_LENGTH = 100
+TRACEPARENT_LENGTH = 55  # W3C trace context, version 00
 # A stake beyond this is not a bet but a mistake; it also keeps pots within their column.
 MAX_AMOUNT = Decimal("1e9")
 # Built once: json.loads(parse_float=...) would build a decoder per message.
@@ -46,6 +47,9 @@ class StakeMessage:
     currency: str
     occurred_at: datetime
     player_id: int | None = None
+    # The trace the stake belongs to: its message's W3C traceparent header (with tracing on, the
+    # consumer's span of it). Kept on the stake, so the pool it fills later can link to it.
+    traceparent: str = ""
 
 
 def parse_stake(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessage:
@@ -86,7 +90,16 @@ def _parse(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessag
         amount=_amount(body["amount"], currency),
         currency=currency,
         occurred_at=_moment(body["occurredAt"]),
+        traceparent=_traceparent(headers.get("traceparent")),
     )
+
+
+def _traceparent(raw: bytes | None) -> str:
+    """The header if it has a traceparent's shape (version-trace-parent-flags, 55 characters), else nothing."""
+    if raw is None or len(raw) != TRACEPARENT_LENGTH:
+        return ""
+    text = raw.decode("ascii", errors="replace")
+    return text if text.count("-") == 3 and text.isprintable() else ""
 
 
 def _text(body: dict[str, Any], name: str) -> str:

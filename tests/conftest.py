@@ -13,10 +13,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.utils import timezone
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from core import live
+from core import live, tracing
 from entries.models import Ballot, Player
 from entries.services import ballot_submit
 from lifecycle.services import lottery_close, lottery_open
@@ -180,3 +183,16 @@ def drawn_drop(make_player, enter, settings):
     draw = lottery_close(lottery_id=drop.pk, source="timer", now=drop.closes_at).draw
     assert draw is not None
     return draw
+
+
+@pytest.fixture
+def memory_spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process (the platform's sampler at 1.0, kafka-python instrumented), spans kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=tracing.sampler(1.0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider, instrument=("kafka",))
+    try:
+        yield exporter
+    finally:
+        tracing.uninstall()

@@ -86,6 +86,7 @@ class Message:
     key: str
     headers: dict[str, str]
     value: dict[str, Any]
+    header_list: tuple[tuple[str, str], ...] = ()  # every header in order, a repeated name included
 
 
 def read_messages(
@@ -120,9 +121,10 @@ def read_messages(
                 for record in records:
                     key = record.key.decode() if record.key is not None else ""
                     if keys is None or key in keys:
-                        headers = {name: value.decode() for name, value in record.headers}
+                        pairs = tuple((name, (value or b"").decode()) for name, value in record.headers)
                         value = _decode(record.value)
-                        messages.append(Message(record.topic, record.partition, record.offset, key, headers, value))
+                        message = Message(record.topic, record.partition, record.offset, key, dict(pairs), value, pairs)
+                        messages.append(message)
 
         while len(messages) < expect and time.monotonic() < deadline:
             take(200)

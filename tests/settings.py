@@ -29,6 +29,8 @@ os.environ.setdefault("API_THROTTLE_ANON", "100000/min")
 os.environ.setdefault("API_THROTTLE_BALLOTS", "100000/min")
 os.environ.setdefault("API_THROTTLE_LOGIN", "100000/min")
 os.environ.setdefault("API_THROTTLE_VERIFICATION", "100000/min")
+# Tallies (core.tallies) written at once, in the test's own transaction, where a test reads them back.
+os.environ.setdefault("TALLY_FLUSH_SECONDS", "0")
 
 from lottery_site.settings import *  # noqa: F403
 from lottery_site.settings import CACHES

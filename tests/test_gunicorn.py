@@ -5,131 +5,24 @@ module; raw sockets, so each request is exactly the bytes a client sends.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 
-from tests.kafka import free_port
+from tests.gunicorn import Server, request, running_gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
 BODY_LIMIT = 65_536  # the server's DATA_UPLOAD_MAX_MEMORY_SIZE here, so an oversized body is quick to send
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def error(self) -> dict[str, object]:
-        assert self.headers["content-type"].startswith("application/json"), self.body[:300]
-        document: dict[str, dict[str, object]] = json.loads(self.body)
-        assert list(document) == ["error"]
-        assert set(document["error"]) == {"code", "message", "details"}
-        return document["error"]
-
-
-@dataclass
-class Server:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def send(self, raw: bytes, *, timeout: float = 10) -> Answer:
-        """Send these bytes on a new connection; read the answer until the server closes it."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
-            sock.sendall(raw)
-            received = b""
-            try:
-                while chunk := sock.recv(65536):
-                    received += chunk
-            except ConnectionResetError:
-                pass  # the server closed with part of the request unread; its answer came first
-        head, _, body = received.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding") == "chunked":
-            body = dechunk(body)
-        return Answer(int(status_line.split()[1]), headers, body)
-
-
-def dechunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out, data = out + data[:size], data[size + 2 :]
-    return out
-
-
-def request(method: str, path: str, *, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", *(f"{k}: {v}" for k, v in headers)]
-    if body:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
 @pytest.fixture(scope="module")
 def gunicorn(django_db_setup, tmp_path_factory) -> Iterator[Server]:
-    port = free_port()
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(BODY_LIMIT),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "1",
-        "GUNICORN_THREADS": "2",
-    }
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port, process, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if server.send(request("GET", "/health/live"), timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    env = {"DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(BODY_LIMIT), "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"}
+    with running_gunicorn(log, **env) as server:
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert "Internal Server Error" not in log.read_text(), log.read_text()
 
 
 def test_a_normal_api_request_is_served(gunicorn):

@@ -51,7 +51,7 @@ def remove_permissions(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> N
 class Migration(migrations.Migration):
     dependencies = [
         ("loadgen", "0001_initial"),
-        ("core", "0002_chaos_switch_permission"),
+        ("core", "0003_chaos_switch_permission"),
         ("entries", "0005_staff_roles"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),

@@ -188,6 +188,9 @@ OPERATIONS = [
     ("get", "/api/v1/loadgen/chaos"),
     ("post", "/api/v1/loadgen/players"),
     ("post", "/api/v1/loadgen/trigger"),
+    ("get", "/api/v1/metrics/hourly"),
+    ("get", "/api/v1/metrics/daily"),
+    ("get", "/api/v1/metrics/reconciliation"),
 ]
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 

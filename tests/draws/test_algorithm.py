@@ -73,6 +73,16 @@ def test_entries_digest_is_sha256_of_big_endian_8_byte_ids():
     assert algorithm.entries_digest(iter(ids)) == expected  # streams from any iterable
 
 
+def test_packed_ids_give_the_same_digest_and_are_read_back_by_position():
+    ids = [-5, 1, 2, 300, 2**40, 2**63 - 1]
+    packed = b"".join(i.to_bytes(8, "big", signed=True) for i in ids)  # what int8send sends, in order
+    assert algorithm.packed_digest(packed) == algorithm.entries_digest(ids)
+    assert [algorithm.packed_id_at(packed, p) for p in range(len(ids))] == ids
+    assert algorithm.packed_digest(b"") == algorithm.entries_digest([])
+    with pytest.raises(ValueError, match="multiple of 8"):
+        algorithm.packed_digest(packed[:-1])
+
+
 def test_entries_must_be_strictly_ascending():
     with pytest.raises(ValueError, match="ascending"):
         algorithm.entries_digest([1, 3, 2])

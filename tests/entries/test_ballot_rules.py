@@ -1,6 +1,8 @@
 """Ballot submission rules (SPEC section 3), as a player meets them through the API."""
 
+import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -237,3 +239,59 @@ def test_a_ballot_whose_connection_died_before_anything_was_written_is_retried_o
 
     assert result.ballot.status == "valid"
     assert Ballot.objects.filter(lottery=lottery, player=player).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MAX_BALLOTS_PER_PLAYER=3)
+def test_a_ballot_whose_connection_died_after_its_statement_committed_is_found_not_stored_twice(
+    make_lottery, make_player, monkeypatch
+):
+    from django.db import OperationalError, connection
+
+    from entries import services
+    from outbox.models import OutboxEvent
+
+    # given the server commits the ballot's one statement, then the connection goes before the answer
+    # (room for three ballots: a blind retry would store a second one)
+    lottery, player = make_lottery(), make_player()
+    real_cursor = connection.cursor
+    lost = []
+
+    class CommittedThenLost:
+        def __init__(self) -> None:
+            self.cursor = real_cursor()
+
+        def __enter__(self) -> "CommittedThenLost":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.cursor.close()
+
+        def execute(self, statement: str, params: Any) -> None:
+            self.cursor.execute(statement, params)  # autocommit: the ballot and its event are committed
+            lost.append(True)
+            connection.connection.close()  # the connection is gone before the answer is read
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection, "cursor", lambda: CommittedThenLost() if not lost else real_cursor())
+
+    # when the player submits a ballot
+    result = services.ballot_submit(lottery_id=lottery.pk, player=player)
+
+    # then the fresh connection finds the committed ballot: one ballot, one event, answered as accepted
+    assert lost == [True]
+    assert result.ballot.status == "valid" and not result.replayed
+    assert list(Ballot.objects.filter(lottery=lottery, player=player).values_list("id", flat=True)) == [
+        result.ballot.pk
+    ]
+    events = [json.loads(e.value) for e in OutboxEvent.objects.filter(key=str(lottery.pk))]
+    entries = [e["data"] for e in events if "ballot_id" in e["data"]]
+    assert entries == [
+        {
+            "lottery_id": lottery.pk,
+            "ballot_id": result.ballot.pk,
+            "player_id": player.pk,
+            "player_external_id": player.external_account_id,
+            "created_at": result.ballot.created_at.isoformat(),
+        }
+    ]

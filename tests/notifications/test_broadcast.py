@@ -17,8 +17,8 @@ from notifications.services import (
     notification_resend,
     notifications_sweep,
 )
-from tests.concurrency import wait_for
-from tests.notifications.test_workers import LEASE, Worker
+from tests.concurrency import Worker, wait_for
+from tests.notifications.test_workers import LEASE
 from tests.sms import fast_gateway
 
 PLAYERS = 10_000

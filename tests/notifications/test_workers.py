@@ -5,11 +5,6 @@ the database (``core.live``), as staff would in admin: a running worker sees
 a change within LIVE_SETTINGS_REFRESH_SECONDS.
 """
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +23,7 @@ from lottery_site.celery import app
 from notifications.models import GatewayMessage, Notification
 from notifications.services import notifications_sweep
 from notifications.tasks import send_notification
-from tests.concurrency import wait_for
+from tests.concurrency import Worker, wait_for
 from tests.sms import fast_gateway, notifications_worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -72,39 +67,6 @@ def test_a_drawn_daily_lottery_sends_its_winner_one_sms_even_when_the_task_comes
     assert list(GatewayMessage.objects.values_list("idempotency_key", "gateway_message_id")) == [
         (notification.idempotency_key, notification.gateway_message_id)
     ]
-
-
-class Worker:
-    """A Celery worker process on the notifications queue, on the test database and Redis, to be killed."""
-
-    def __init__(self, **env: str) -> None:
-        db = settings.DATABASES["default"]
-        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "lottery_site", "worker", "--queues", "notifications",
-             "--pool", "solo", "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-            cwd=ROOT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-                 "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-                 "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS), **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.seek(0)
-        return self._log.read()
 
 
 LEASE = {"SMS_SEND_LEASE_SECONDS": "8", "LIVE_SETTINGS_REFRESH_SECONDS": "1"}

@@ -13,6 +13,7 @@ from outbox import pipeline
 from outbox.coordination import redis_client
 from outbox.models import OutboxEvent
 from tests.concurrency import manage_py
+from tests.metrics import parse, value
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("kafka_broker")]
 
@@ -86,6 +87,28 @@ def test_metrics_show_the_pipeline_and_the_heartbeats():
     assert "lottery_pipeline_degraded 1.0" in body  # the consumer has never beaten
     assert 'lottery_heartbeat_age_seconds{process="relay"}' in body
     assert 'lottery_heartbeat_age_seconds{process="consumer"}' not in body
+
+
+def test_metrics_show_what_readiness_judges_by_and_its_limits(settings):
+    settings.OUTBOX_STALL_SECONDS, settings.HEARTBEAT_STALE_SECONDS = 60, 30
+    pipeline.heartbeat(pipeline.RELAY)  # the consumer has never beaten
+    event(OutboxEvent.State.PENDING, timedelta(seconds=90))
+    event(OutboxEvent.State.FAILED, timedelta(seconds=300))
+
+    samples = parse(Client().get("/metrics").content.decode())
+
+    # (the database's now() is the test transaction's start, a moment before the rows were made)
+    assert 85 <= (value(samples, "lottery_outbox_oldest_pending_age_seconds") or 0) < 120
+    assert 295 <= (value(samples, "lottery_outbox_oldest_unpublished_age_seconds") or 0) < 330
+    assert value(samples, "lottery_pipeline_limit_seconds", figure="outbox_stall") == 60
+    assert value(samples, "lottery_pipeline_limit_seconds", figure="heartbeat_stale") == 30
+    problems = {
+        dict(labels)["problem"]: v for (name, labels), v in samples.items() if name == "lottery_pipeline_problem"
+    }
+    assert problems == {
+        "outbox_stalled": 1, "parked_events": 1, "consumer_heartbeat_missing": 1,
+        "relay_heartbeat_stale": 0, "relay_heartbeat_missing": 0, "consumer_heartbeat_stale": 0,
+    }  # fmt: skip
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Relay processes against a real broker: outages, restarts, several relays at once."""
 
+import json
 import re
 import time
 from collections import defaultdict
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.test import Client
 
@@ -14,8 +16,9 @@ from outbox.events import LIFECYCLE_TOPIC, DomainEvent
 from outbox.models import OutboxEvent
 from outbox.relay import RelayBrokerDown, relay_batch
 from outbox.services import publish
-from tests.concurrency import manage_py
-from tests.kafka import Broker, read_messages
+from tests.concurrency import log_lines, manage_py
+from tests.kafka import Broker, free_port, read_messages
+from tests.metrics import refused_status, value, wait_for_scrape
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -75,10 +78,11 @@ def own_broker(tmp_path, settings) -> Iterator[Broker]:
     broker.stop()
 
 
-def stop(process) -> Any:
-    returncode, out, err = process.stop()
+def stop(process) -> list[dict[str, Any]]:
+    """Stop it; its log lines."""
+    returncode, _, err = process.stop()
     assert returncode == 0, err
-    return out
+    return log_lines(err)
 
 
 def test_events_written_while_the_broker_is_down_all_arrive_after_it_restarts(own_broker):
@@ -101,8 +105,8 @@ def test_events_written_while_the_broker_is_down_all_arrive_after_it_restarts(ow
         wait_until_published(90)
         assert backlog_metric() == 0
     finally:
-        output = stop(relay)
-    assert "relay stopped" in output
+        log = stop(relay)
+    assert "relay stopped" in [line["event"] for line in log]
 
     messages = read_messages(own_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=500, timeout=30)
     assert_per_key_order(messages, keys, per_key=50)
@@ -113,12 +117,12 @@ def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_
     relays = [manage_py("relay_outbox") for _ in range(2)]
     try:
         for relay in relays:  # both relaying before the load starts, so both can stop cleanly
-            relay.wait_for_output("relaying outbox events")
+            relay.wait_for_log("relay started")
         write_events(2000, keys, per_transaction=20)
         wait_until_published(90)
     finally:
         stopped = [relay.stop() for relay in relays]  # every one, before any assertion
-    outputs = [out for _, out, _ in stopped]
+    logs = [log_lines(err) for _, _, err in stopped]
     assert [code for code, _, _ in stopped] == [0, 0], [err for _, _, err in stopped]
 
     messages = read_messages(kafka_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=2000, timeout=30)
@@ -127,7 +131,27 @@ def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_
     assert_per_key_order(messages, keys, per_key=40)
     # Both ran side by side to the end; which one published what depends on
     # who held the earlier rows of each key, and is not for the test to fix.
-    assert all("relay stopped" in out for out in outputs)
+    assert all("relay stopped" in [line["event"] for line in log] for log in logs)
+
+
+def test_the_relays_lines_are_json_quiet_while_it_finds_nothing_and_one_per_batch_with_its_counts(kafka_broker):
+    relay = manage_py("relay_outbox")
+    try:
+        relay.wait_for_log("relay started")
+        time.sleep(0.5)
+        before = relay.log()
+        time.sleep(1.5)  # thirty polls of an empty outbox
+        idle = relay.log()[len(before) :]
+        write_events(3, ["logged-1", "logged-2"])
+        batch = relay.wait_for_log("outbox batch", published=3)
+    finally:
+        log = stop(relay)
+
+    assert idle == []  # nothing found: nothing said
+    assert (batch["level"], batch["service"], batch["batch_size"]) == ("info", "relay", settings.OUTBOX_BATCH_SIZE)
+    assert (batch["claimed"], batch["failed"], batch["held_back"]) == (3, 0, 0)
+    assert batch["duration_ms"] >= 0
+    assert log[-1]["event"] == "relay stopped"
 
 
 def test_a_long_lived_producer_recovers_from_a_broker_restart_without_parking_anything(own_broker):
@@ -154,3 +178,29 @@ def test_a_long_lived_producer_recovers_from_a_broker_restart_without_parking_an
     assert set(OutboxEvent.objects.order_by().values_list("state", "attempts").distinct()) == {("published", 0)}
     messages = read_messages(own_broker.bootstrap, [LIFECYCLE_TOPIC], keys=set(keys), expect=400, timeout=30)
     assert_per_key_order(messages, keys, per_key=10)
+
+
+def test_the_relay_answers_its_own_metrics_port_to_the_allowed_callers_only(kafka_broker):
+    port = free_port()
+    # no network may scrape here: only the token
+    env = {"RELAY_METRICS_PORT": str(port), "METRICS_ALLOWED_CIDRS": "", "METRICS_TOKEN": "relay-scrape-token"}
+    relay = manage_py("relay_outbox", env=env)
+    try:
+        relay.wait_for_output("relaying outbox events")
+        write_events(30, [f"metrics-{n}" for n in range(3)])
+        wait_until_published(30)
+        samples = wait_for_scrape(
+            port,
+            lambda s: value(s, "lottery_outbox_published_total", event_type="LotteryClosed") == 30,
+            token="relay-scrape-token",
+            what="30 events published by the relay",
+        )
+        status, body = refused_status(port)
+    finally:
+        stop(relay)
+
+    assert value(samples, "lottery_outbox_publish_lag_seconds_count") == 30
+    assert (value(samples, "lottery_outbox_batch_duration_seconds_count") or 0) >= 1
+    assert "lottery_outbox_backlog" not in {name for name, _ in samples}  # web's, read from the database
+    assert status == 403
+    assert json.loads(body)["error"]["code"] == "permission_denied"

@@ -140,6 +140,7 @@ def test_stake_pool_and_dead_letter_pages_load_in_admin(kafka_broker, client, ma
     metrics = client.get("/metrics").content.decode()
     assert 'lottery_consumer_messages{consumer="stakes",outcome="received"} 2.0' in metrics
     assert 'lottery_consumer_messages{consumer="stakes",outcome="dead_lettered"} 1.0' in metrics
+    assert 'lottery_dead_letters_open{consumer="stakes",reason="invalid_amount"} 1.0' in metrics
 
 
 def test_a_full_pool_whose_draw_task_was_lost_is_drawn_by_the_close_sweep(make_player):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
@@ -20,12 +21,13 @@ from lotteries.models import Lottery
 from lottery_site.celery import app as celery_app
 from outbox.inbox import counters_total
 from outbox.kafka import ensure_topics
-from outbox.models import DeadLetter
+from outbox.models import DeadLetter, InboxMessage
 from outbox.relay import drain
 from pools.consumer import handle_batch
 from pools.models import Stake
-from tests.concurrency import manage_py, wait_for
-from tests.kafka import read_messages
+from tests.concurrency import log_lines, manage_py, wait_for
+from tests.kafka import free_port, read_messages
+from tests.metrics import Samples, total, value, wait_for_scrape
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("kafka_broker")]
 
@@ -156,6 +158,45 @@ def test_a_banned_players_stake_is_dead_lettered_with_the_reason(kafka_broker, c
     assert (totals["received"], totals["dead_lettered"], totals["applied"]) == (1, 1, 0)
 
 
+def test_the_consumers_lines_name_the_topic_partition_offset_and_stake_they_are_about(kafka_broker, stakes_topic):
+    banned = Player.objects.create_user(username="ext-banned", external_account_id="banned")
+    player_ban(player_id=banned.pk, reason="fraud", actor=None)
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    fine, cheat = stake(player="fine", game=game), stake(player="banned", game=game)
+    produce([fine, b"not json", cheat])
+
+    consumer = manage_py("consume_stakes", env={**stakes_topic, "LOG_LEVEL": "DEBUG"})
+    try:
+        wait_for(lambda: counters_total(consumer="stakes")["received"] >= 3, what="the three messages")
+        consumer.wait_for_log("stake batch")
+    finally:
+        code, _, err = consumer.stop()
+    assert code == 0, err
+
+    log = log_lines(err)  # every line is one JSON object (kafka-python's DEBUG lines too)
+    started = next(i for i, line in enumerate(log) if line["event"] == "consumer started")
+    assert {line["service"] for line in log[started:]} == {"consumer"}
+    topic = settings.STAKES_TOPIC
+    applied = next(line for line in log if line["event"] == "stake applied")
+    assert (applied["topic"], applied["stake_id"], applied["player_id"]) == (
+        topic,
+        fine["stakeId"],
+        applied["player_id"],
+    )
+    assert isinstance(applied["partition"], int) and isinstance(applied["offset"], int)
+    letters = {line["reason"]: line for line in log if line["event"] == "stake dead-lettered"}
+    assert set(letters) == {"invalid_json", "player_banned"}
+    assert letters["player_banned"]["stake_id"] == cheat["stakeId"]
+    assert letters["invalid_json"]["stake_id"] is None  # unreadable: its partition and offset say which it was
+    assert {(line["topic"], line["level"]) for line in letters.values()} == {(topic, "warning")}
+    batches = [line for line in log if line["event"] == "stake batch"]
+    assert {line["topic"] for line in batches} == {topic}  # the consumer's bound context
+    assert sum(line["received"] for line in batches) == 3
+    assert (sum(line["applied"] for line in batches), sum(line["dead_lettered"] for line in batches)) == (1, 2)
+    offsets = {int(p): span for line in batches for p, span in line["offsets"].items()}
+    assert applied["offset"] in range(offsets[applied["partition"]][0], offsets[applied["partition"]][1] + 1)
+
+
 def test_a_thousand_stakes_with_duplicates_and_malformed_ones_balance_and_every_full_pool_is_drawn_once(
     kafka_broker, consumer_process
 ):
@@ -266,3 +307,52 @@ def test_a_stakes_topic_recreated_with_more_partitions_is_consumed_whole(stakes_
     # The recreated topic is read again from its start: what was seen already is a duplicate, nothing twice applied.
     assert totals["applied"] == 25
     assert totals["received"] == totals["applied"] + totals["duplicate"]
+
+
+def lag(samples: Samples, name: str) -> list[float]:
+    return [v for (n, labels), v in samples.items() if n == name and ("topic", settings.STAKES_TOPIC) in labels]
+
+
+def test_the_consumer_shows_its_stakes_and_its_lag_per_partition_on_its_own_port(kafka_broker, stakes_topic):
+    port = free_port()
+    consumer = manage_py("consume_stakes", env={**stakes_topic, "STAKES_CONSUMER_METRICS_PORT": str(port)})
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    db = settings.DATABASES["default"]
+    try:
+        produce([stake(player="lag-1", game=game), stake(player="lag-2", game=game), b"not json"])
+        caught_up = wait_for_scrape(
+            port,
+            lambda s: (
+                total(s, "lottery_stakes_total") == 3
+                and len(lag(s, "lottery_consumer_lag_messages")) == settings.KAFKA_TOPIC_PARTITIONS
+                and sum(lag(s, "lottery_consumer_lag_messages")) == 0
+            ),
+            what="three stakes taken, and no lag on any partition",
+        )
+        # The consumer stalls: its next batch waits for the inbox, which another transaction holds.
+        with psycopg.connect(f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}") as locker:
+            locker.execute(f"LOCK TABLE {InboxMessage._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+            produce([stake(player="lag-3", game=game), stake(player="lag-4", game=game)])
+            stalled = wait_for_scrape(
+                port,
+                lambda s: (
+                    sum(lag(s, "lottery_consumer_lag_messages")) == 2
+                    and max(lag(s, "lottery_consumer_lag_seconds")) >= 1
+                ),
+                what="a lag of two stakes, waiting for a second",
+            )
+        recovered = wait_for_scrape(
+            port,
+            lambda s: sum(lag(s, "lottery_consumer_lag_messages")) == 0 and total(s, "lottery_stakes_total") == 5,
+            what="the stalled batch committed",
+        )
+    finally:
+        stop(consumer)
+
+    assert value(caught_up, "lottery_stakes_total", outcome="applied") == 2
+    assert value(caught_up, "lottery_stakes_total", outcome="dead_lettered") == 1
+    assert set(lag(caught_up, "lottery_consumer_lag_seconds")) == {0.0}
+    assert min(lag(stalled, "lottery_consumer_lag_seconds")) == 0.0  # the partitions that got nothing new
+    assert set(lag(recovered, "lottery_consumer_lag_seconds")) == {0.0}
+    assert value(recovered, "lottery_stakes_total", outcome="applied") == 4
+    assert (value(recovered, "lottery_consumer_batch_duration_seconds_count", consumer="stakes") or 0) >= 2

@@ -5,7 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from core import tracing
 from core.errors import ApplicationError
+from core.process import started
 from lifecycle.services import CloseStep, close_step, lottery_close
 from lotteries.models import Lottery, TransitionSource
 from lotteries.selectors import lotteries_due_ids, lotteries_of_day_ids
@@ -44,6 +46,13 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Show what would be closed; change nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        started("cli")
+        # A trace of its own, through every close, draw, award, event and SMS it causes.
+        which = {tracing.LOTTERY_ID: options["lottery"]} if options["lottery"] is not None else {}
+        with tracing.span("close_lotteries", which, context=tracing.new_trace()):
+            self._handle(**options)
+
+    def _handle(self, **options: Any) -> None:
         if options["lottery"] is not None:
             ids = [options["lottery"]]
         elif options["date"] is not None:

@@ -4,9 +4,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from opentelemetry.trace import Span
 
+from core import tracing
 from core.errors import ApplicationError
 from core.fields import parse_rfc3339
+from core.process import started
 from lifecycle.services import drop_create
 from lotteries.models import TransitionSource
 
@@ -40,6 +43,11 @@ class Command(BaseCommand):
         parser.add_argument("--alternates", type=int, default=0, help="Ranked alternates after them; default 0.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        started("cli")
+        with tracing.span("create_drop", context=tracing.new_trace()) as span:  # a trace of its own
+            self._handle(span, **options)
+
+    def _handle(self, span: Span, **options: Any) -> None:
         now = timezone.now()
         try:
             drop = drop_create(
@@ -55,6 +63,8 @@ class Command(BaseCommand):
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None
+        if span.is_recording():
+            span.set_attribute(tracing.LOTTERY_ID, drop.pk)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Drop #{drop.pk} {drop.title!r} created, {drop.state}: {drop.prize_quantity} x {drop.prize}, "

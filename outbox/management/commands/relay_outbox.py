@@ -39,8 +39,8 @@ class Command(BaseCommand):
         backoff = Backoff()
         kafka_outage, database_outage = Outage(logger, "Kafka"), Outage(logger, "PostgreSQL")
         topics = TopicGuard(lambda: TOPICS)
-        self.stdout.write("relaying outbox events (SIGTERM or Ctrl-C to stop)")
-        self.stdout.flush()
+        # The loop speaks through its log lines (JSON on stderr, core.logs); --once reports its count on stdout.
+        logger.info("relay started", extra={"once": options["once"], "idle_seconds": options["idle_seconds"]})
         while not self.stopping:
             heartbeat(RELAY)
             try:
@@ -65,14 +65,14 @@ class Command(BaseCommand):
             backoff.reset()
             kafka_outage.recovered()
             database_outage.recovered()
-            if result.published or result.failed:
+            if options["once"] and (result.published or result.failed):
                 self.stdout.write(f"published {result.published}, failed {result.failed}")
             if options["once"] and not result.more:
                 return
             if not result.more:
                 close_old_connections()
                 self._sleep(options["idle_seconds"])
-        self.stdout.write("relay stopped")
+        logger.info("relay stopped")
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

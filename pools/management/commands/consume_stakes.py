@@ -1,3 +1,4 @@
+import logging
 import signal
 import time
 from types import FrameType
@@ -6,13 +7,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from kafka.errors import KafkaError
-from prometheus_client import start_http_server
 
 from core.process import started
 from outbox.events import TOPICS
 from outbox.kafka import ensure_topics
 from outbox.relay import Backoff
-from pools.consumer import StakeBatch, consume
+from pools.consumer import consume
+
+logger = logging.getLogger("pools.consumer")
 
 
 class Command(BaseCommand):
@@ -33,19 +35,14 @@ class Command(BaseCommand):
                 break
             except KafkaError as error:
                 delay = backoff.next_delay()
-                self.stderr.write(f"Kafka unavailable ({error}); retrying in {delay:.1f} s")
+                logger.warning(
+                    "Kafka unavailable (%s); retrying in %.1f s", error, delay, extra={"retry_in": round(delay, 1)}
+                )
                 time.sleep(delay)
-        if settings.STAKES_CONSUMER_METRICS_PORT:
-            start_http_server(settings.STAKES_CONSUMER_METRICS_PORT)
-        self.stdout.write(f"consuming {settings.STAKES_TOPIC} as {settings.STAKES_CONSUMER_GROUP}")
-        consume(should_stop=lambda: self.stopping, on_batch=self._report)
-        self.stdout.write("consumer stopped")
-
-    def _report(self, result: StakeBatch) -> None:
-        self.stdout.write(
-            f"received {result.total('received')}, applied {result.total('applied')}, "
-            f"duplicate {result.total('duplicate')}, dead-lettered {result.total('dead_lettered')}"
-        )
+        # It speaks through its log lines (JSON on stderr, core.logs): one per batch ("stake batch").
+        logger.info("consumer started", extra={"topic": settings.STAKES_TOPIC, "group": settings.STAKES_CONSUMER_GROUP})
+        consume(should_stop=lambda: self.stopping)
+        logger.info("consumer stopped", extra={"topic": settings.STAKES_TOPIC, "group": settings.STAKES_CONSUMER_GROUP})
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0001_live_settings'),
+        ('core', '0002_hourly_tally'),
     ]
 
     operations = [

@@ -1,0 +1,280 @@
+"""Ballot submissions per second with tracing on (every trace kept), beside the same server with tracing off.
+
+gunicorn servers on the same database, started together and loaded in turn
+with wrk, as bench/ballot_submit.py loads one (its helpers: players with
+tokens, a fresh lottery per run, every ballot a player's first there, so each
+must be accepted): one with OTEL_ENABLED=false, one with OTEL_ENABLED=true,
+OTEL_TRACES_SAMPLE_RATIO=1.0 and OTEL_EXPORTER_OTLP_ENDPOINT at a receiver in
+this process that reads each export and throws it away without decoding it,
+and (--sampled, default 0.1) a third one keeping that share of traces, the
+ratio to recommend for production. The order alternates between rounds; the
+medians are compared. Beside the rates, each server's own CPU time per ballot
+(from /proc), a steadier figure when the machine is shared.
+
+With --json-logs, the traced server also runs LOG_FORMAT=json and the other
+LOG_FORMAT=console (the JSON logs' setting; without it both keep the default).
+
+Prints requests/s, p99 and CPU per ballot of each, the ratios (goal: traced at
+least 0.85 of untraced), what the receiver took, and last one JSON summary.
+
+Run from the project root:  .venv/bin/python bench/tracing.py [--help]
+Needs wrk (apt-get install -y wrk), PostgreSQL and Redis on 127.0.0.1.
+Uses (and drops) the database lottery_bench_tracing and Redis database 14.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import _common
+import ballot_submit
+from ballot_submit import WrkResult
+
+DB_NAME = "lottery_bench_tracing"
+SAMPLE_RATIO = "1.0"  # pinned: every request traced, the most it can cost
+GOAL = 0.85
+
+
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) of a gunicorn master and its live workers so far, from /proc."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    for pid in [master, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class DiscardingReceiver:
+    """An OTLP/HTTP endpoint that reads each export, counts it, and answers 200 without decoding it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(size)
+                with lock:
+                    receiver.requests += 1
+                    receiver.bytes += size
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds measured per server and round")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, each measuring both servers")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--players", type=int, default=60_000)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers of each server")
+    parser.add_argument("--json-logs", action="store_true", help="LOG_FORMAT=json traced, console untraced")
+    parser.add_argument(
+        "--sampled", type=float, default=0.1, help="also a third server at this sampling ratio (0: none)"
+    )
+    parser.add_argument(
+        "--traced-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more environment for the traced server, e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis",
+    )
+    args = parser.parse_args()
+    args.worker_class, args.threads = "sync", 1  # ballot_submit.gunicorn's
+    if args.connections < args.wrk_threads:
+        parser.error("--connections must be at least --wrk-threads")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        print("tracing: wrk is not installed; install it with `apt-get install -y wrk` and run again.")
+        return 2
+    print(
+        f"tracing: gunicorn servers ({args.workers} sync workers each): untraced, traced (sampling {SAMPLE_RATIO})"
+        f"{f', sampling {args.sampled}' if args.sampled else ''}{', JSON logs when traced' if args.json_logs else ''};"
+        f" wrk {args.connections} connections, "
+        f"{args.duration} s per server after {args.warmup} s warm-up, {args.rounds} round(s)",
+        flush=True,
+    )
+    _common.setup_django(DB_NAME)
+    _common.create_database(DB_NAME)
+    _common.flush_redis()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
+            return run(args, Path(tmp))
+    finally:
+        _common.flush_redis()
+        _common.drop_database(DB_NAME)
+        print(f"  .. dropped database {DB_NAME}, flushed Redis database 14", flush=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    started = time.perf_counter()
+    _common.migrate()
+    _common.step(f"database {DB_NAME} migrated ({time.perf_counter() - started:.1f} s)")
+    fixture = ballot_submit.create_players(args.players, tmp)
+    script = tmp / "rotate_tokens.lua"
+    script.write_text(ballot_submit.LUA_SCRIPT)
+    per_run = math.ceil(ballot_submit.MAX_EXPECTED_RPS * args.duration / args.players) + 1
+    per_warmup = math.ceil(ballot_submit.MAX_EXPECTED_RPS * args.warmup / args.players) + 1
+    receiver = DiscardingReceiver()
+    envs = {"untraced": {"OTEL_ENABLED": "false"}, "traced": traced_env(receiver, SAMPLE_RATIO, args)}
+    if args.sampled:
+        envs["sampled"] = traced_env(receiver, str(args.sampled), args)
+    if args.json_logs:
+        envs["untraced"]["LOG_FORMAT"] = "console"
+    measured = {name: Measured() for name in envs}
+    try:
+        with ExitStack() as stack:
+            servers = [
+                (name, stack.enter_context(ballot_submit.gunicorn(args, tmp, db_name=DB_NAME, extra_env=env)))
+                for name, env in envs.items()
+            ]
+            for round_no in range(1, args.rounds + 1):
+                for name, url in servers if round_no % 2 else reversed(servers):
+                    warm = ballot_submit.open_lotteries(per_warmup, f"{name} warm-up {round_no}")
+                    ballot_submit.wrk(args, url, script, "ballot", args.warmup, fixture.tokens_file, warm)
+                    lotteries = ballot_submit.open_lotteries(per_run, f"{name} run {round_no}")
+                    before = cpu_seconds(ballot_submit.SERVER_PIDS[url])
+                    result = ballot_submit.wrk(
+                        args, url, script, "ballot", args.duration, fixture.tokens_file, lotteries
+                    )
+                    measured[name].add(result, lotteries, cpu_seconds(ballot_submit.SERVER_PIDS[url]) - before)
+                print(
+                    f"round {round_no}: "
+                    + " | ".join(f"{name} {ballot_submit.line(m.results[-1])}" for name, m in measured.items()),
+                    flush=True,
+                )
+            time.sleep(1)  # the traced servers' last batch of spans (an exporter sends at least every 5 s)
+    finally:
+        receiver.stop()
+    return report(args, measured, receiver)
+
+
+def traced_env(receiver: DiscardingReceiver, ratio: str, args: argparse.Namespace) -> dict[str, str]:
+    env = {"OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLE_RATIO": ratio}
+    if args.json_logs:
+        env["LOG_FORMAT"] = "json"
+    env.update(item.split("=", 1) for item in args.traced_env)
+    return env
+
+
+@dataclass
+class Measured:
+    results: list[WrkResult] = field(default_factory=list)
+    lotteries: list[list[int]] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # the server's CPU time per request, each run
+
+    def add(self, result: WrkResult, lotteries: list[int], cpu_seconds: float) -> None:
+        self.results.append(result)
+        self.lotteries.append(lotteries)
+        self.cpu_ms.append(cpu_seconds * 1000 / max(result.requests, 1))
+
+
+def report(args: argparse.Namespace, measured: dict[str, Measured], receiver: DiscardingReceiver) -> int:
+    from entries.models import Ballot
+
+    problems: list[str] = []
+    figures: dict[str, dict[str, float]] = {}
+    print("results" + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else ""))
+    for name, m in measured.items():
+        rps = statistics.median(r.rps for r in m.results)
+        p99 = statistics.median(r.p99_ms for r in m.results)
+        cpu = statistics.median(m.cpu_ms)
+        figures[name] = {"rps": round(rps, 1), "p99_ms": round(p99, 1), "server_cpu_ms_per_ballot": round(cpu, 2)}
+        label = {"untraced": "untraced", "traced": f"traced {SAMPLE_RATIO}", "sampled": f"sampled {args.sampled}"}[name]
+        print(
+            f"  {label:<13} {rps:8.1f} ballots/s   p99 {p99:7.1f} ms   server CPU {cpu:5.2f} ms per ballot   "
+            f"({sum(r.requests for r in m.results)} responses)"
+        )
+        for result, ids in zip(m.results, m.lotteries, strict=True):
+            if result.not_ok:
+                problems.append(f"{name}: {result.not_ok} non-2xx ({ballot_submit.statuses_text(result)})")
+            if result.socket_errors:
+                problems.append(f"{name}: socket errors {result.errors}")
+            if result.exhausted:
+                problems.append(f"{name}: {result.exhausted} requests reused a player (too few lotteries)")
+            stored = Ballot.objects.filter(lottery_id__in=ids, status=Ballot.Status.VALID).count()
+            if not result.ok <= stored <= result.ok + args.connections:
+                problems.append(f"{name}: {stored} valid ballots stored for {result.ok} accepted")
+    traced_requests = sum(r.requests for r in measured["traced"].results)
+    print(
+        f"  the receiver took {receiver.requests} exports, {receiver.bytes / 1e6:.1f} MB "
+        f"(about {receiver.bytes / max(traced_requests, 1):.0f} bytes per traced request, not decoded)"
+    )
+    if receiver.requests == 0:
+        problems.append("the traced server exported nothing")
+    ratios = {name: figures[name]["rps"] / figures["untraced"]["rps"] for name in figures if name != "untraced"}
+    cpu_ratios = {
+        name: figures["untraced"]["server_cpu_ms_per_ballot"] / figures[name]["server_cpu_ms_per_ballot"]
+        for name in ratios
+    }
+    print(f"  ratio traced/untraced: {ratios['traced']:.2f} (goal: at least {GOAL})")
+    print(f"  server CPU per ballot, untraced/traced: {cpu_ratios['traced']:.2f} (steadier on a busy machine)")
+    if "sampled" in ratios:
+        print(
+            f"  at sampling {args.sampled}: ratio {ratios['sampled']:.2f}, "
+            f"CPU untraced/sampled {cpu_ratios['sampled']:.2f}"
+        )
+    for problem in problems:
+        print(f"  !! INVALID RUN: {problem}")
+    summary = {
+        "benchmark": "tracing",
+        "sampling_ratio": float(SAMPLE_RATIO),
+        "json_logs": args.json_logs,
+        **figures,
+        "ratio": round(ratios["traced"], 3),
+        "cpu_ratio": round(cpu_ratios["traced"], 3),
+        "sampled_ratio": args.sampled or None,
+        "sampled_rate_ratio": round(ratios["sampled"], 3) if "sampled" in ratios else None,
+        "traced_env": dict(item.split("=", 1) for item in args.traced_env),
+        "goal": GOAL,
+        "exports": receiver.requests,
+        "export_bytes": receiver.bytes,
+        "valid": not problems,
+    }
+    print(json.dumps(summary))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
