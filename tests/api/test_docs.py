@@ -288,6 +288,9 @@ EXPECTED_ERRORS = {
     ("get", "/api/v1/loadgen/chaos"): {401, 403, 406, 413, 429},
     ("post", "/api/v1/loadgen/players"): {400, 401, 403, 406, 413, 415, 429},
     ("post", "/api/v1/loadgen/trigger"): {400, 401, 403, 406, 413, 415, 429},
+    ("get", "/api/v1/metrics/hourly"): {400, 401, 403, 404, 406, 413, 429},
+    ("get", "/api/v1/metrics/daily"): {400, 401, 403, 404, 406, 413, 429},
+    ("get", "/api/v1/metrics/reconciliation"): {400, 401, 403, 406, 413, 429},
 }
 
 
