@@ -168,22 +168,26 @@ def summarise(args: argparse.Namespace, first: dict, measured: dict, bound: bool
     projected = per_entry_ms * args.rate / 1000
     print(f"  generator CPU at {args.rate:g} entries/s, from its CPU per entry: {projected:.3f} of a core "
           "(goal under 0.25)")  # fmt: skip
-    result = {
-        "benchmark": "loadgen",
-        "requested_per_second": args.rate,
-        "achieved_per_second": first["rate"]["steady_achieved_per_second"],
-        "server_bound": bound,
-        "measured_requested_per_second": requested,
-        "measured_achieved_per_second": achieved,
-        "achieved_over_requested": round(achieved / requested, 3) if requested else None,
-        "generator_cpu_share_of_a_core": cpu["share_of_a_core"],
-        "generator_cpu_ms_per_entry": round(per_entry_ms, 3),
-        f"generator_cpu_share_at_{args.rate:g}_per_second": round(projected, 3),
-        "lag_p99_ms": rate["lag_p99_ms"],
-        "refused": refused,
-        "valid": not refused,
-    }
-    print(json.dumps(result))
+    measured_ratio = round(achieved / requested, 3) if requested else 0.0
+    _common.summary(
+        "loadgen",
+        valid=not refused,
+        figures={
+            "requested_per_s": args.rate,
+            "achieved_per_s": first["rate"]["steady_achieved_per_second"] or 0.0,
+            "measured_requested_per_s": requested or 0.0,
+            "measured_achieved_per_s": achieved or 0.0,
+            "generator_cpu_share": cpu["share_of_a_core"] or 0.0,
+            "generator_cpu_ms_per_entry": round(per_entry_ms, 3),
+            f"generator_cpu_share_at_{args.rate:g}_per_s": round(projected, 3),
+            "lag_p99_ms": rate["lag_p99_ms"] or 0.0,
+        },
+        ratios={"achieved/requested": measured_ratio},
+        goals={
+            f"generator under 0.25 of a core at {args.rate:g}/s (or the server's maximum)": projected < 0.25,
+            "achieved/requested at least 0.9 where the server keeps up": measured_ratio >= 0.9,
+        },
+    )
     return 0 if not refused else 1
 
 

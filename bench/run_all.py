@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, str] = {
     "broadcast": "SMS broadcast to 100,000 players",
     "award_sms": "award commit to winner SMS beside a broadcast and a ballot load",
     "ballot_submit": "ballots through gunicorn (2 sync workers), wrk 32 connections",
+    "loadgen": "the load generator driving gunicorn with overlapping bursts at 200 entries/s",
 }
 
 
