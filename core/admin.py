@@ -121,6 +121,8 @@ class ReadOnlyInline(admin.TabularInline[_ChildT, _ParentT]):
 
 class LiveSettingForm(forms.ModelForm[LiveSetting]):
     name = forms.ChoiceField(choices=())
+    # Set by LiveSettingAdmin.get_form for the staff member at hand: may they set chaos switches?
+    may_set_chaos: ClassVar[bool] = False
 
     class Meta:
         model = LiveSetting
@@ -132,11 +134,17 @@ class LiveSettingForm(forms.ModelForm[LiveSetting]):
         if not self.instance._state.adding:  # a stored setting keeps its name; only its value changes
             self.fields.pop("name", None)
         elif isinstance(name_field, forms.ChoiceField):
-            name_field.choices = [(name, f"{name}: {spec.help}") for name, spec in sorted(live.REGISTRY.items())]
+            name_field.choices = [
+                (name, f"{name}: {spec.help}")
+                for name, spec in sorted(live.REGISTRY.items())
+                if self.may_set_chaos or not spec.chaos
+            ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         name = cleaned.get("name") or self.instance.name
+        if name and live.is_chaos_switch(name) and not self.may_set_chaos:
+            raise forms.ValidationError(f"{name} is a chaos switch: setting it needs {live.CHANGE_CHAOS_SWITCH}.")
         if name and "value" in cleaned:
             live.validate(name, cleaned["value"])
         return cleaned
@@ -147,12 +155,30 @@ class LiveSettingAdmin(admin.ModelAdmin[LiveSetting]):
     """Values over the environment's, seen by every process within LIVE_SETTINGS_REFRESH_SECONDS; delete to go back."""
 
     form = LiveSettingForm
-    list_display = ["name", "value", "environment_value", "updated_at", "updated_by"]
+    list_display = ["name", "value", "environment_value", "chaos_switch", "updated_at", "updated_by"]
     readonly_fields = ["updated_at", "updated_by"]
 
     @admin.display(description="environment's value")
     def environment_value(self, setting: LiveSetting) -> str:
         return str(getattr(django_settings, setting.name, ""))
+
+    @admin.display(description="chaos switch", boolean=True)
+    def chaos_switch(self, setting: LiveSetting) -> bool:
+        return live.is_chaos_switch(setting.name)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"may_set_chaos": staff_may(request, live.CHANGE_CHAOS_SWITCH)})
+
+    def _chaos_refused(self, request: HttpRequest, obj: LiveSetting | None) -> bool:
+        """A chaos switch's row, for a staff member without the chaos permission: they may look, not change."""
+        return obj is not None and live.is_chaos_switch(obj.name) and not staff_may(request, live.CHANGE_CHAOS_SWITCH)
+
+    def has_change_permission(self, request: HttpRequest, obj: LiveSetting | None = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._chaos_refused(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: LiveSetting | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._chaos_refused(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: LiveSetting | None = None) -> list[str]:
         return ["name", *self.readonly_fields] if obj is not None else list(self.readonly_fields)

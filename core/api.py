@@ -119,7 +119,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     the errors above.
     """
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        rendered = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        if exc.sends_retry_after and "retry_after_seconds" in exc.details:
+            rendered["Retry-After"] = str(exc.details["retry_after_seconds"])
+        return rendered
 
     if isinstance(exc, SuspiciousOperation):
         return _suspicious_response(exc, context.get("request"))

@@ -7,13 +7,15 @@ for people and optional structured ``details``. The DRF exception handler in
 ``{"error": {"code", "message", "details"}}``; commands print the message.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ApplicationError(Exception):
     code: str = "error"
     status_code: int = 400
     default_message: str = "The request could not be completed."
+    # True: ``details["retry_after_seconds"]`` goes out as the ``Retry-After`` header too (and is documented).
+    sends_retry_after: ClassVar[bool] = False
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message

@@ -7,6 +7,11 @@ one, the setting from the environment (``django.conf.settings``). Each
 process reads every row in one query and keeps them for
 ``LIVE_SETTINGS_REFRESH_SECONDS``, so a change reaches every worker within
 that time, and a hot path pays a dictionary lookup.
+
+A setting registered with ``chaos=True`` is a **chaos switch**: it injects
+anomalies (simulated SMS failures, the load generator's bursts). Changing
+one in admin needs ``core.change_chaos_switch`` beside the live settings'
+own permissions (``CHANGE_CHAOS_SWITCH``).
 """
 
 import logging
@@ -22,12 +27,16 @@ from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
 
+# Needed (beside core.change_livesetting) to set, change or delete a chaos switch.
+CHANGE_CHAOS_SWITCH = "core.change_chaos_switch"
+
 
 @dataclass(frozen=True)
 class LiveSpec:
     name: str
     parse: Callable[[str], Any]  # raises ValueError for a value it refuses
     help: str
+    chaos: bool = False  # a chaos switch: changing it needs CHANGE_CHAOS_SWITCH
 
 
 REGISTRY: dict[str, LiveSpec] = {}
@@ -37,11 +46,27 @@ _values: dict[str, Any] = {}
 _read_at: float | None = None
 
 
-def register(name: str, parse: Callable[[str], Any], help: str) -> None:
-    """Make ``name`` (a setting of ``django.conf.settings``) live, its values checked by ``parse``."""
+def register(name: str, parse: Callable[[str], Any], help: str, *, chaos: bool = False) -> None:
+    """Make ``name`` (a setting of ``django.conf.settings``) live, its values checked by ``parse``;
+    ``chaos`` marks it a chaos switch (its own permission to change)."""
     if not hasattr(settings, name):
         raise ValueError(f"{name} is not a setting")
-    REGISTRY[name] = LiveSpec(name=name, parse=parse, help=help)
+    REGISTRY[name] = LiveSpec(name=name, parse=parse, help=help, chaos=chaos)
+
+
+def is_chaos_switch(name: str) -> bool:
+    spec = REGISTRY.get(name)
+    return spec is not None and spec.chaos
+
+
+def boolean(raw: str) -> bool:
+    """A parser for on/off switches: true/false, on/off, yes/no, 1/0 (any case)."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
 
 
 def number_in(low: float, high: float | None = None, *, integer: bool = False) -> Callable[[str], Any]:

@@ -20,6 +20,9 @@ class LiveSetting(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("change_chaos_switch", "Can set the chaos switches (the live settings that inject anomalies)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value}"

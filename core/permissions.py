@@ -52,7 +52,7 @@ class HasPermissionOrInternalToken(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         assert isinstance(view, StaffOrInternalTokenApi)
         staff = acting_staff(request)
-        if staff is not None and may(staff, view.required_permission):
+        if staff is not None and may(staff, view.permission_for(request)):
             return True
         return has_internal_token(request, view.internal_token_purpose)
 
@@ -60,8 +60,9 @@ class HasPermissionOrInternalToken(BasePermission):
 class StaffOrInternalTokenApi(APIView):
     """Base of the views not meant for players.
 
-    A subclass names the permission a staff caller needs and the purpose of
-    the internal token a service may present instead. Anyone else gets 403,
+    A subclass names the permission a staff caller needs (per method, where
+    its methods differ, in ``required_permission_by_method``) and the purpose
+    of the internal token a service may present instead. Anyone else gets 403,
     even an anonymous caller (rather than DRF's 401): no player credential
     would help. The view passes ``acting_staff(request)`` to its service,
     which checks the permission again (``core.authorization``):
@@ -69,17 +70,22 @@ class StaffOrInternalTokenApi(APIView):
     """
 
     required_permission: ClassVar[str]
+    required_permission_by_method: ClassVar[dict[str, str]] = {}  # "get" -> permission, where methods differ
     internal_token_purpose: ClassVar[str]
     permission_classes = [HasPermissionOrInternalToken]
+
+    def permission_for(self, request: Request) -> str:
+        """The permission a staff caller of this request's method needs."""
+        return self.required_permission_by_method.get((request.method or "").lower(), self.required_permission)
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if acting_staff(request) is not None:
             # A staff member is told which permission they lack, as the services tell them.
-            raise PermissionDenied(message, details={"permission": self.required_permission})
+            raise PermissionDenied(message, details={"permission": self.permission_for(request)})
         raise exceptions.PermissionDenied(detail=message, code=code)
 
     def actor(self, request: Request) -> AbstractUser | None:
         """Who acts, for the service and its audit record: the staff member when their permission let them
         in, else ``None``, the platform, vouched for by the internal token."""
         staff = acting_staff(request)
-        return staff if staff is not None and may(staff, self.required_permission) else None
+        return staff if staff is not None and may(staff, self.permission_for(request)) else None

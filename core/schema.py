@@ -223,4 +223,12 @@ class ApiSchema(AutoSchema):
             response["headers"] = {
                 "Retry-After": {"schema": {"type": "integer", "minimum": 0}, "description": "Seconds to wait."}
             }
+        elif any(error.sends_retry_after and error.status_code == status for error in self._domain_errors()):
+            response["headers"] = {
+                "Retry-After": {
+                    "schema": {"type": "integer", "minimum": 0},
+                    "required": True,
+                    "description": "Seconds to wait.",
+                }
+            }
         return response

@@ -12,8 +12,11 @@ database's groups match it, so a change here needs a migration beside it.
   forces an early close), replays parked outbox events and dead letters,
   produces test stakes, sets the pool games' terms, sends failed SMS again,
   and sets the live settings (``core.live``: the SMS gateway's). It reads the
-  business metrics and the operations page (``analytics``).
-- **compliance** audits: sees everything staff can see, changes nothing.
+  business metrics and the operations page (``analytics``), and runs the load
+  generator: sets its chaos switches (``core.change_chaos_switch``), provisions
+  its players, triggers drops, records and reads its ground truth.
+- **compliance** audits: sees everything staff can see (the load generator's
+  ground truth too), changes nothing.
 
 Nobody but a superuser sees API tokens or the lotteries' secret seeds, or
 makes staff (``is_staff``, ``is_superuser``, groups and permissions).
@@ -49,6 +52,14 @@ _SCHEDULE_VIEWS = [
 ]
 
 _LOGIN_VIEWS = ["axes.view_accessattempt", "axes.view_accesslog", "axes.view_accessfailurelog"]
+# The load generator (loadgen): its chaos switches, players, trigger and ground truth.
+_LOADGEN = [
+    "core.change_chaos_switch",
+    "loadgen.view_injectedanomaly",
+    "loadgen.record_anomaly",
+    "loadgen.provision_players",
+    "loadgen.trigger_drop",
+]
 
 ROLES: dict[str, list[str]] = {
     SUPPORT: [
@@ -81,6 +92,7 @@ ROLES: dict[str, list[str]] = {
         "notifications.resend_notification",
         *_LIVE_SETTINGS,
         "analytics.view_business_metrics",
+        *_LOADGEN,
     ],
     COMPLIANCE: [
         *_PLAYER_VIEWS,
@@ -89,6 +101,7 @@ ROLES: dict[str, list[str]] = {
         *_OUTBOX_VIEWS,
         *_SMS_VIEWS,
         "core.view_livesetting",
+        "loadgen.view_injectedanomaly",
         *_SCHEDULE_VIEWS,
         *_LOGIN_VIEWS,
         "auth.view_group",

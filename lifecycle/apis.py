@@ -61,12 +61,12 @@ _NOT_BLANK = RegexValidator(r"\S", "Must not be blank.")
 
 
 def _storable(value: datetime) -> datetime:
-    """A date-time the database can store (in UTC), or a validation error, not an overflow."""
+    """A date-time the database can store: in UTC (PostgreSQL takes no offset beyond 15:59), or a validation
+    error, not an overflow."""
     try:
-        value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:
         raise serializers.ValidationError("Out of the range of storable date-times.") from None
-    return value
 
 
 class DropCreateApi(StaffOrInternalTokenApi):

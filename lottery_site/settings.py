@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "notifications",
     "lifecycle",
     "pools",
+    "loadgen",
     "analytics",
 ]
 
@@ -254,7 +255,7 @@ DROP_CLAIM_SECONDS = env_int("DROP_CLAIM_SECONDS", 86400, minimum=1)
 # account), each with a current and a next value so it can be rotated without
 # downtime. Unset values disable that door for services; staff with the
 # door's permission can still use it.
-INTERNAL_TOKEN_PURPOSES = ("close", "stakes", "drops")
+INTERNAL_TOKEN_PURPOSES = ("close", "stakes", "drops", "loadgen")
 INTERNAL_TOKEN_MIN_LENGTH = 16
 
 
@@ -365,6 +366,29 @@ SMS_BROADCAST_BATCH = env_int("SMS_BROADCAST_BATCH", 500, minimum=1)
 SMS_BATCH_CHAINS = env_int("SMS_BATCH_CHAINS", 4, minimum=1)
 # Beat's sweep of messages whose kick was lost or whose worker died.
 SMS_SWEEP_SECONDS = env_int("SMS_SWEEP_SECONDS", 10, minimum=1)
+
+# --- The load generator's anomalies: chaos switches (loadgen; docs/loadgen.md) ------
+
+# Live (core.live) chaos switches: staff with core.change_chaos_switch set them in admin; these are the defaults.
+# The first three keep the names of the first seed's generator.
+MIN_EVENT_INTERVAL_MINUTES = env_float("MIN_EVENT_INTERVAL_MINUTES", 20, minimum=0.01)
+MAX_EVENT_INTERVAL_MINUTES = env_float("MAX_EVENT_INTERVAL_MINUTES", 55, minimum=0.01)
+CHEATER_PERCENTAGE = env_float("CHEATER_PERCENTAGE", 0.10, minimum=0.0, maximum=1.0)
+ANOMALY_LOW_PARTICIPATION_ENABLED = env_bool("ANOMALY_LOW_PARTICIPATION_ENABLED", True)
+ANOMALY_LOW_PARTICIPATION_PERCENTAGE = env_float("ANOMALY_LOW_PARTICIPATION_PERCENTAGE", 0.10, minimum=0.0, maximum=1.0)
+ANOMALY_TRAFFIC_BURST_ENABLED = env_bool("ANOMALY_TRAFFIC_BURST_ENABLED", True)
+ANOMALY_TRAFFIC_BURST_PERCENTAGE = env_float("ANOMALY_TRAFFIC_BURST_PERCENTAGE", 0.05, minimum=0.0, maximum=1.0)
+ANOMALY_TRAFFIC_BURST_MIN_PER_SECOND = env_float("ANOMALY_TRAFFIC_BURST_MIN_PER_SECOND", 10, minimum=0.1)
+ANOMALY_TRAFFIC_BURST_MAX_PER_SECOND = env_float("ANOMALY_TRAFFIC_BURST_MAX_PER_SECOND", 25, minimum=0.1)
+ANOMALY_TRAFFIC_BURST_MIN_ENTRIES = env_int("ANOMALY_TRAFFIC_BURST_MIN_ENTRIES", 50, minimum=1)
+ANOMALY_TRAFFIC_BURST_MAX_ENTRIES = env_int("ANOMALY_TRAFFIC_BURST_MAX_ENTRIES", 150, minimum=1)
+ANOMALY_STATS_506_ENABLED = env_bool("ANOMALY_STATS_506_ENABLED", True)
+ANOMALY_STATS_506_MIN_INTERVAL_MINUTES = env_float("ANOMALY_STATS_506_MIN_INTERVAL_MINUTES", 90, minimum=0.01)
+ANOMALY_STATS_506_MAX_INTERVAL_MINUTES = env_float("ANOMALY_STATS_506_MAX_INTERVAL_MINUTES", 180, minimum=0.01)
+ANOMALY_STATS_506_MIN_REQUESTS = env_int("ANOMALY_STATS_506_MIN_REQUESTS", 1, minimum=1)
+ANOMALY_STATS_506_MAX_REQUESTS = env_int("ANOMALY_STATS_506_MAX_REQUESTS", 4, minimum=1)
+# The simulated SMS gateway's failures (their share is SMS_FAILURE_RATE, a chaos switch too).
+ANOMALY_SMS_FAILURE_ENABLED = env_bool("ANOMALY_SMS_FAILURE_ENABLED", True)
 
 CELERY_BEAT_SCHEDULE = {
     # Idempotent: creates today's daily lottery if it does not exist yet.
@@ -516,7 +540,13 @@ SPECTACULAR_SETTINGS = {
     # Path ids (the "id" converter of lottery_site.urls) are integers within bigint.
     "PATH_CONVERTER_OVERRIDES": {"id": DatabaseIdConverter.schema},
     # One name for the lottery states, shared by lotteries and their transitions.
-    "ENUM_NAME_OVERRIDES": {"LotteryStateEnum": "lotteries.models.Lottery.State"},
+    "ENUM_NAME_OVERRIDES": {
+        "LotteryStateEnum": "lotteries.models.Lottery.State",
+        "LotteryKindEnum": "lotteries.models.Lottery.Kind",
+        # The load generator's ground truth: every kind, and those a generator reports.
+        "AnomalyKindEnum": "loadgen.models.AnomalyKind",
+        "ReportedAnomalyKindEnum": "loadgen.models.REPORTED_KIND_CHOICES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("draws.urls")),
     path("", include("lifecycle.urls")),
     path("", include("pools.urls")),
+    path("", include("loadgen.urls")),
     path("", include("analytics.urls")),
 ]
 

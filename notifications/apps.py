@@ -9,6 +9,8 @@ LIVE_SETTINGS = {
     "SMS_BATCH_LATENCY_MAX_MS": ("the simulated gateway's longest time per batch", True, 0, None),
     "SMS_MAX_ATTEMPTS": ("attempts per message before it is failed", True, 1, None),
 }
+# Those that inject anomalies (core.live's chaos switches: their own permission), with ANOMALY_SMS_FAILURE_ENABLED.
+CHAOS_SWITCHES = {"SMS_FAILURE_RATE"}
 
 
 class NotificationsConfig(AppConfig):
@@ -26,4 +28,10 @@ class NotificationsConfig(AppConfig):
 
         ON_PROMOTED.append(promoted_alternate_notify)
         for name, (help_text, integer, low, high) in LIVE_SETTINGS.items():
-            live.register(name, live.number_in(low, high, integer=integer), help_text)
+            live.register(name, live.number_in(low, high, integer=integer), help_text, chaos=name in CHAOS_SWITCHES)
+        live.register(
+            "ANOMALY_SMS_FAILURE_ENABLED",
+            live.boolean,
+            "the simulated gateway fails a share SMS_FAILURE_RATE of the messages (true) or none (false)",
+            chaos=True,
+        )

@@ -22,13 +22,13 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 # The log event of an injected failure, as the first seed names it.
 INJECTED_FAILURE = "anomalous_sms_delivery_failure"
+# Told of each injected failure (masked recipient, idempotency key), after its log line: the load
+# generator's ground truth registers its record here (loadgen.apps).
+ON_INJECTED_FAILURE: list[Callable[[dict[str, str]], None]] = []
 
 
 @dataclass(frozen=True)
@@ -152,12 +155,15 @@ class SimulatedGateway:
         return sms_received(from_number=from_number, body=body)
 
     def _failed(self, message: OutgoingSms) -> DeliveryFailed | None:
-        if random.random() >= live("SMS_FAILURE_RATE"):  # noqa: S311
+        if not live("ANOMALY_SMS_FAILURE_ENABLED") or random.random() >= live("SMS_FAILURE_RATE"):  # noqa: S311
             return None
-        logger.warning(
-            INJECTED_FAILURE,
-            extra={"recipient": mask_phone(message.to), "key": message.idempotency_key},
-        )
+        details = {"recipient": mask_phone(message.to), "key": message.idempotency_key}
+        logger.warning(INJECTED_FAILURE, extra=details)
+        for hook in ON_INJECTED_FAILURE:
+            try:
+                hook(details)
+            except DatabaseError:  # the ground truth records a failure; it never causes another one
+                logger.exception("recording an injected SMS failure failed")
         return DeliveryFailed("simulated delivery failure")
 
     def send(self, message: OutgoingSms) -> SendResult:

@@ -27,6 +27,7 @@ from tests.admin_pages import changelist
         "notifications_gatewaymessage",
         "notifications_broadcast",
         "core_livesetting",
+        "loadgen_injectedanomaly",
     ],
 )
 def test_changelists_load_for_staff(admin_client, drawn_lottery, model):

@@ -33,7 +33,7 @@ from tests.kafka import free_port
 from tests.metrics import parse, value, wait_for_scrape
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_APPS = ["core", "outbox", "lotteries", "entries", "draws", "notifications", "lifecycle", "pools"]
+PROJECT_APPS = ["core", "outbox", "lotteries", "entries", "draws", "notifications", "lifecycle", "pools", "loadgen"]
 
 
 # --- web: gunicorn's workers add up ---------------------------------------------------------------

@@ -21,10 +21,13 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.errors import PermissionDenied
+from core.models import LiveSetting
 from entries.models import Ballot, Player, PlayerBanEvent
 from entries.roles import ROLES
 from entries.services import player_ban, player_unban
 from lifecycle.services import drop_create, lottery_close
+from loadgen.models import InjectedAnomaly
+from loadgen.services import AnomalyReport, anomalies_record, drop_trigger, players_provision
 from lotteries.models import Lottery
 from notifications.models import Notification
 from notifications.services import notification_resend
@@ -204,6 +207,39 @@ def _admin_add_drop(client: Any, _: Any) -> Any:
     return client.post(reverse("admin:lotteries_lottery_add"), form)
 
 
+def _chaos_switch_rows(_: Any) -> list[Any]:
+    return list(LiveSetting.objects.filter(name="CHEATER_PERCENTAGE").values_list("value", flat=True))
+
+
+def _admin_set_chaos_switch(client: Any, _: Any) -> Any:
+    return client.post(reverse("admin:core_livesetting_add"), {"name": "CHEATER_PERCENTAGE", "value": "0.2"})
+
+
+def _triggered_drops(_: Any) -> int:
+    return Lottery.objects.filter(title__startswith="Triggered drop").count()
+
+
+def _api_trigger(client: Any, _: Any) -> Any:
+    return client.post(reverse("loadgen-trigger"), {"entries": 3}, format="json")
+
+
+def _loadgen_players(_: Any) -> int:
+    return Player.objects.filter(username__startswith="loadgen-").count()
+
+
+def _api_provision(client: Any, _: Any) -> Any:
+    return client.post(reverse("loadgen-players"), {"count": 2}, format="json")
+
+
+def _anomalies(_: Any) -> int:
+    return InjectedAnomaly.objects.count()
+
+
+def _api_record_anomaly(client: Any, _: Any) -> Any:
+    body = {"run": "door", "anomalies": [{"kind": "fraudulent_entry"}]}
+    return client.post(reverse("loadgen-anomalies"), body, format="json")
+
+
 DOORS = [
     Door("admin ban", {"support"}, _player_with_ballot,
          _admin_action("entries_player", "ban_selected_players", apply="1", reason="r"), _player_state),
@@ -225,6 +261,10 @@ DOORS = [
     Door("api force close", {"operations"}, _running_lottery, _api_close(force=True), _lottery_state),
     Door("admin add drop", {"operations"}, _no_subject, _admin_add_drop, _door_drops),
     Door("api create drop", {"operations"}, _no_subject, _api_create_drop, _door_drops),
+    Door("admin set chaos switch", {"operations"}, _no_subject, _admin_set_chaos_switch, _chaos_switch_rows),
+    Door("api trigger a drop", {"operations"}, _no_subject, _api_trigger, _triggered_drops),
+    Door("api provision players", {"operations"}, _no_subject, _api_provision, _loadgen_players),
+    Door("api record an anomaly", {"operations"}, _no_subject, _api_record_anomaly, _anomalies),
 ]  # fmt: skip
 
 
@@ -324,6 +364,9 @@ def test_services_refuse_a_staff_actor_without_the_permission(role, staff_in, ma
         lambda: dead_letters_replay(ids=[letter.pk], actor=staff),
         lambda: stake_produce(message={"playerId": "p"}, actor=staff),
         lambda: notification_resend(notification_id=sms.pk, actor=staff),
+        lambda: anomalies_record(run="r", reports=[AnomalyReport(kind="fraudulent_entry")], actor=staff),
+        lambda: players_provision(count=1, actor=staff),
+        lambda: drop_trigger(actor=staff, entries=1),
         lambda: drop_create(
             title="D",
             prize="P",
@@ -339,6 +382,7 @@ def test_services_refuse_a_staff_actor_without_the_permission(role, staff_in, ma
             call()
 
     assert (_lottery_state(lottery), _event_state(event), _letter_state(letter), _sms_state(sms)) == before
+    assert (_anomalies(None), _loadgen_players(None), _triggered_drops(None)) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("role", ["operations", "compliance", "viewer"])
@@ -378,3 +422,39 @@ def test_a_staff_member_refused_at_an_api_door_is_told_the_permission(
     anonymous = APIClient().post(reverse("lottery-close", args=[lottery.pk]), {}, format="json")
     assert (anonymous.status_code, anonymous.json()["error"]["details"]) == (403, {})  # nobody else is told more
     assert _lottery_state(lottery) == before
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_the_ground_truth_and_the_switches_are_read_by_operations_and_compliance_only(role, client_for, staff_in):
+    client = client_for(staff_in(role))
+
+    truth = client.get(reverse("loadgen-anomalies"))
+    switches = client.get(reverse("loadgen-chaos"))
+
+    expected = 200 if role in ("operations", "compliance") else 403
+    assert (truth.status_code, switches.status_code) == (expected, expected)
+    if expected == 403:
+        assert truth.json()["error"]["details"] == {"permission": "loadgen.view_injectedanomaly"}
+
+
+def test_live_settings_without_the_chaos_permission_leave_the_chaos_switches_alone(client, make_player):
+    # given a staff member who may set live settings, but not chaos switches
+    staff = make_player(is_staff=True)
+    names = ["view_livesetting", "add_livesetting", "change_livesetting", "delete_livesetting"]
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="core", codename__in=names))
+    client.force_login(staff)
+    LiveSetting.objects.create(name="CHEATER_PERCENTAGE", value="0.1")
+    add = reverse("admin:core_livesetting_add")
+
+    form = client.get(add).content.decode()
+    chaos = client.post(add, {"name": "ANOMALY_TRAFFIC_BURST_ENABLED", "value": "false"})
+    plain = client.post(add, {"name": "SMS_LATENCY_MIN_MS", "value": "10"})
+    changed = client.post(reverse("admin:core_livesetting_change", args=["CHEATER_PERCENTAGE"]), {"value": "0.9"})
+    deleted = client.post(reverse("admin:core_livesetting_delete", args=["CHEATER_PERCENTAGE"]), {"post": "yes"})
+
+    assert "SMS_LATENCY_MIN_MS" in form and "ANOMALY_TRAFFIC_BURST_ENABLED" not in form
+    assert (chaos.status_code, plain.status_code) == (200, 302)  # the chaos switch's form is refused
+    assert changed.status_code == 403 and deleted.status_code == 403
+    assert dict(LiveSetting.objects.values_list("name", "value")) == {
+        "CHEATER_PERCENTAGE": "0.1", "SMS_LATENCY_MIN_MS": "10"
+    }  # fmt: skip

@@ -182,6 +182,12 @@ OPERATIONS = [
     ("get", "/api/v1/winners"),
     ("get", "/api/v1/draws/{draw_id}"),
     ("get", "/api/v1/draws/{draw_id}/verification"),
+    ("get", "/api/v1/stats"),
+    ("get", "/api/v1/loadgen/anomalies"),
+    ("post", "/api/v1/loadgen/anomalies"),
+    ("get", "/api/v1/loadgen/chaos"),
+    ("post", "/api/v1/loadgen/players"),
+    ("post", "/api/v1/loadgen/trigger"),
     ("get", "/api/v1/metrics/hourly"),
     ("get", "/api/v1/metrics/daily"),
     ("get", "/api/v1/metrics/reconciliation"),
@@ -276,6 +282,15 @@ EXPECTED_ERRORS = {
     ("get", "/api/v1/winners"): {400, 401, 404, 406, 413, 429},
     ("get", "/api/v1/draws/{draw_id}"): {401, 404, 406, 413, 429},
     ("get", "/api/v1/draws/{draw_id}/verification"): {401, 404, 406, 413, 429},
+    ("get", "/api/v1/stats"): {400, 401, 404, 406, 413, 429, 506},
+    ("get", "/api/v1/loadgen/anomalies"): {400, 401, 403, 404, 406, 413, 429},
+    ("post", "/api/v1/loadgen/anomalies"): {400, 401, 403, 404, 406, 409, 413, 415, 429},
+    ("get", "/api/v1/loadgen/chaos"): {401, 403, 406, 413, 429},
+    ("post", "/api/v1/loadgen/players"): {400, 401, 403, 406, 413, 415, 429},
+    ("post", "/api/v1/loadgen/trigger"): {400, 401, 403, 406, 413, 415, 429},
+    ("get", "/api/v1/metrics/hourly"): {400, 401, 403, 404, 406, 413, 429},
+    ("get", "/api/v1/metrics/daily"): {400, 401, 403, 404, 406, 413, 429},
+    ("get", "/api/v1/metrics/reconciliation"): {400, 401, 403, 406, 413, 429},
 }
 
 
@@ -311,6 +326,9 @@ def test_error_descriptions_name_the_codes_of_each_status(document):
     assert "`login_locked_out`" in document["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["description"]
     assert ballots["401"]["headers"]["WWW-Authenticate"]["required"] is True
     assert "Retry-After" in ballots["429"]["headers"]
+    unavailable = document["paths"]["/api/v1/stats"]["get"]["responses"]["506"]
+    assert unavailable["description"].startswith("- `stats_unavailable`")
+    assert unavailable["headers"]["Retry-After"]["required"] is True
 
 
 @pytest.mark.django_db
@@ -321,7 +339,9 @@ def test_the_internal_token_is_a_security_scheme_of_the_operations_that_take_it(
 
     for method, path in OPERATIONS:
         security = document["paths"][path][method].get("security")
-        takes_it = path in {"/api/v1/lotteries/{lottery_id}/close", "/api/v1/stakes", "/api/v1/drops"}
+        takes_it = path in {"/api/v1/lotteries/{lottery_id}/close", "/api/v1/stakes", "/api/v1/drops"} or (
+            path.startswith("/api/v1/loadgen/")
+        )
         assert ({"internalToken": []} in security) is takes_it, path
         if takes_it:
             assert {"tokenAuth": []} in security

@@ -15,7 +15,8 @@ from tests.kafka import read_messages
 CLOSE, CLOSE_NEXT = "close-token-current-0000", "close-token-next-00000000"
 STAKES = "stakes-token-current-000"
 DROPS = "drops-token-current-0000"
-TOKENS = {"close": (CLOSE, CLOSE_NEXT), "stakes": (STAKES,), "drops": (DROPS,)}
+LOADGEN = "loadgen-token-current-00"
+TOKENS = {"close": (CLOSE, CLOSE_NEXT), "stakes": (STAKES,), "drops": (DROPS,), "loadgen": (LOADGEN,)}
 
 
 @pytest.fixture
@@ -99,6 +100,8 @@ def test_tokens_are_read_per_purpose_with_their_next_value(monkeypatch):
     monkeypatch.delenv("INTERNAL_STAKES_TOKEN_NEXT", raising=False)
     monkeypatch.setenv("INTERNAL_DROPS_TOKEN", DROPS)
     monkeypatch.delenv("INTERNAL_DROPS_TOKEN_NEXT", raising=False)
+    monkeypatch.setenv("INTERNAL_LOADGEN_TOKEN", LOADGEN)
+    monkeypatch.delenv("INTERNAL_LOADGEN_TOKEN_NEXT", raising=False)
 
     assert site_settings._internal_tokens() == TOKENS
 

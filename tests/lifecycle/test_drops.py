@@ -174,6 +174,16 @@ def test_malformed_terms_are_a_validation_error(api, bad):
     assert response.json()["error"]["code"] == "validation_error"
 
 
+def test_a_window_written_with_an_offset_past_postgresqls_is_the_same_moment_stored(api):
+    # RFC 3339 allows +20:22; PostgreSQL takes offsets to 15:59 only, so the door keeps the moment in UTC
+    closes_at = (timezone.now() + timedelta(days=400)).astimezone(timezone.get_fixed_timezone(20 * 60 + 22))
+
+    response = api.post(reverse("drop-create"), drop_terms(closes_at=iso(closes_at)), format="json", **DROPS_TOKEN)
+
+    assert response.status_code == 201, response.json()
+    assert Lottery.objects.get(pk=response.json()["id"]).closes_at == closes_at
+
+
 def test_the_command_creates_a_scheduled_drop():
     out, _ = run("create_drop", "--title", "Vinyl", "--prize", "Signed LP", "--quantity", "2",
                  "--opens-at", "+10m", "--closes-at", "+1h", "--alternates", "1")  # fmt: skip
