@@ -130,7 +130,18 @@ _DIMENSION_PARAMETERS = [
 ]
 
 
-class HourlyFilters(serializers.Serializer[dict[str, Any]]):
+class QueryFilters(serializers.Serializer[dict[str, Any]]):
+    """Query parameters, each refused when given empty (DRF would take ``?to=`` for no ``to`` at all)."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        blank = {str(name): ["This field may not be blank."] for name in self.fields if data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
+
+
+class HourlyFilters(QueryFilters):
     def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
         return {
             "from": MomentField(required=False),
@@ -176,7 +187,7 @@ class HourlyMetricsApi(MetricsApi, ListAPIView[HourlyMetric]):
         )
 
 
-class DailyFilters(serializers.Serializer[dict[str, Any]]):
+class DailyFilters(QueryFilters):
     def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
         return {
             "from": IsoDateField(required=False),
