@@ -46,14 +46,21 @@ def platform_services() -> list[tuple[str, dict[str, Any]]]:
 SERVICES = platform_services()
 
 
+def interpolate(text: str) -> str:
+    """Compose's variable substitution with nothing set on the host: ``${NAME:-default}`` is the default."""
+    text = re.sub(r"\$\{(\w+)(?::?[-?]([^}]*))?\}", lambda m: m.group(2) or "", text.replace("$$", "\0"))
+    return re.sub(r"\$\w+", "", text).replace("\0", "$")
+
+
 def command(service: dict[str, Any]) -> list[str]:
-    """The service's command, or the image's CMD."""
+    """The service's command as compose runs it (variables substituted), or the image's CMD."""
     raw = service.get("command")
     if raw is None:
         cmd = re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M)
         assert cmd, "the Dockerfile has no CMD in exec form"
         raw = json.loads(cmd.group(1))
-    return shlex.split(raw) if isinstance(raw, str) else [str(part) for part in raw]
+    parts = shlex.split(raw) if isinstance(raw, str) else [str(part) for part in raw]
+    return [interpolate(part) for part in parts]
 
 
 # --- What the image holds ---------------------------------------------------------------------------------
@@ -258,6 +265,11 @@ def test_the_services_environment_names_only_variables_that_are_documented_and_r
     assert len(names) > 20
     assert sorted(v for v in names if f"`{v}`" not in documented) == []
     assert sorted(v for v in names if not read_somewhere(v)) == []
+
+
+def test_compose_variables_in_a_command_are_taken_at_their_defaults():
+    assert interpolate("--time-scale=${LOADGEN_TIME_SCALE:-60}") == "--time-scale=60"
+    assert interpolate("${UNSET}|${UNSET-x}|$$HOME|notifications@%h") == "|x|$HOME|notifications@%h"
 
 
 def test_the_check_of_reads_can_tell_a_variable_nobody_reads():
