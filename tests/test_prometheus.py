@@ -258,7 +258,7 @@ def running_prometheus(directory: Path, ports: dict[str, int]) -> Iterator[Prome
             assert process.poll() is None, (directory / "prometheus.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:  # noqa: S310
-                    return response.status == 200
+                    return bool(response.status == 200)
             except OSError:
                 return False
 

@@ -14,12 +14,18 @@ from tests.metrics import parse, value
 pytestmark = pytest.mark.django_db
 
 
-def gauges(client) -> dict[str, tuple[float | None, float | None]]:
+def must(sample: float | None) -> float:
+    assert sample is not None, "no such sample"
+    return sample
+
+
+def gauges(client) -> dict[str, tuple[float, float]]:
+    """Each kind's (due, oldest wait); a kind missing from the scrape fails here."""
     samples = parse(client.get("/metrics").content.decode())
     return {
         kind: (
-            value(samples, "lottery_lotteries_due", kind=kind),
-            value(samples, "lottery_draw_overdue_seconds", kind=kind),
+            must(value(samples, "lottery_lotteries_due", kind=kind)),
+            must(value(samples, "lottery_draw_overdue_seconds", kind=kind)),
         )
         for kind in ("daily", "drop", "pool")
     }
