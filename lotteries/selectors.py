@@ -2,9 +2,10 @@
 
 from datetime import date, datetime
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Least
 
-from lotteries.models import Lottery
+from lotteries.models import Lottery, LotteryTransition
 
 
 def lotteries_due_ids(*, now: datetime) -> list[int]:
@@ -16,6 +17,22 @@ def lotteries_due_ids(*, now: datetime) -> list[int]:
         .order_by("closes_at", "id")
         .values_list("id", flat=True)
     )
+
+
+def lotteries_due_since(*, now: datetime) -> list[tuple[str, datetime]]:
+    """Each lottery ``lotteries_due_ids`` would draw, as (kind, the moment it became due): its window's end,
+    or its close when it closed earlier (a full pool)."""
+    closed_at = LotteryTransition.objects.filter(lottery=OuterRef("pk"), to_state=Lottery.State.CLOSED).values(
+        "created_at"
+    )[:1]
+    window_ended = Q(state=Lottery.State.OPEN, closes_at__lte=now) & ~Q(kind=Lottery.Kind.POOL)
+    rows = (
+        Lottery.objects.filter(window_ended | Q(state=Lottery.State.CLOSED))
+        .annotate(due_since=Least("closes_at", Coalesce(Subquery(closed_at), "closes_at")))
+        .order_by()
+        .values_list("kind", "due_since")
+    )
+    return list(rows)
 
 
 def lotteries_to_open_ids(*, now: datetime) -> list[int]:
