@@ -1,5 +1,7 @@
 """The relay's spans, traced in this process (spans in memory): a send continues the trace of its event's write."""
 
+import uuid
+
 import pytest
 from django.db import transaction
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,12 +31,13 @@ def closed_event(key: str) -> DomainEvent:
 
 
 def test_each_send_is_a_child_of_its_rows_stored_trace_and_the_batch_links_to_every_row(kafka_broker, memory_spans):
+    run = uuid.uuid4().hex[:8]  # keys of this run only: the session's topic holds earlier tests' events
     for key in ("request-a", "request-b"):
         with tracing.span(key), transaction.atomic():
-            publish(closed_event(f"traced-{key}"))
+            publish(closed_event(f"traced-{key}-{run}"))
     with transaction.atomic():
-        publish(closed_event("untraced"))
-    OutboxEvent.objects.filter(key="untraced").update(headers={})  # as a process with tracing off writes it
+        publish(closed_event(f"untraced-{run}"))
+    OutboxEvent.objects.filter(key=f"untraced-{run}").update(headers={})  # as a process with tracing off writes it
     stored = {row.key: row.headers.get("traceparent") for row in OutboxEvent.objects.all()}
 
     drain(budget_seconds=10)
@@ -52,23 +55,23 @@ def test_each_send_is_a_child_of_its_rows_stored_trace_and_the_batch_links_to_ev
         for m in read_messages(
             kafka_broker.bootstrap,
             [LIFECYCLE_TOPIC],
-            keys={"traced-request-a", "traced-request-b", "untraced"},
+            keys={f"traced-request-a-{run}", f"traced-request-b-{run}", f"untraced-{run}"},
             expect=3,
             timeout=60,  # the session's topic holds every earlier test's events
         )
     }
     for key in ("request-a", "request-b"):
         write = writes[requests[key].context.span_id]
-        row = OutboxEvent.objects.get(key=f"traced-{key}")
-        assert stored[f"traced-{key}"] == traceparent(write)
+        row = OutboxEvent.objects.get(key=f"traced-{key}-{run}")
+        assert stored[f"traced-{key}-{run}"] == traceparent(write)
         send = sends[str(row.event_id)]
         assert ids(send.parent) == ids(write.context)
         assert send.name == f"{LIFECYCLE_TOPIC} send"
         assert send.attributes["event.type"] == "lotteryClosed"
         assert ids(write.context) in {ids(link.context) for link in batch.links}
         # One traceparent on the message: its send span's, not the stored one as well.
-        message = messages[f"traced-{key}"]
+        message = messages[f"traced-{key}-{run}"]
         assert [value for name, value in message.header_list if name == "traceparent"] == [traceparent(send)]
-    untraced = sends[str(OutboxEvent.objects.get(key="untraced").event_id)]
+    untraced = sends[str(OutboxEvent.objects.get(key=f"untraced-{run}").event_id)]
     assert ids(untraced.parent) == ids(batch.context)  # no trace of its own: the batch's
     assert len(batch.links) == 2
