@@ -3,8 +3,9 @@
 import json
 from datetime import datetime, timedelta
 
+import psycopg
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from draws.models import LotteryAward
@@ -163,3 +164,41 @@ def test_every_stored_envelope_keeps_the_contract(make_lottery, make_player, ent
         assert envelope["version"] == 1 and isinstance(envelope["data"], dict)
         assert envelope["aggregate"] == {"type": "lottery", "id": str(lottery.pk)}
         assert datetime.fromisoformat(envelope["occurred_at"]).utcoffset() is not None  # RFC 3339, with its offset
+
+
+def test_a_row_another_relay_holds_keeps_its_keys_later_rows_back_and_no_other_key(kafka_broker):
+    held, free = "held-key", "free-key"
+    with transaction.atomic():
+        publish(
+            *[
+                DomainEvent(type="LotteryClosed", aggregate_type="lottery", aggregate_id=key, data={"n": n})
+                for n in range(3)
+                for key in (held, free)
+            ]
+        )
+    first = OutboxEvent.objects.filter(key=held).order_by("id").first()
+    assert first is not None
+    order = {
+        key: [str(i) for i in OutboxEvent.objects.filter(key=key).order_by("id").values_list("event_id", flat=True)]
+        for key in (held, free)
+    }
+    db = connections["default"].settings_dict
+    other_relay = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    try:
+        # Another relay has claimed the held key's first row and not yet marked it.
+        other_relay.execute("SELECT id FROM outbox_outboxevent WHERE id = %s FOR UPDATE", [first.pk])
+
+        result = relay_batch()
+
+        assert (result.claimed, result.published, result.held_back) == (5, 3, 2)
+        assert set(OutboxEvent.objects.filter(key=held).values_list("state", flat=True)) == {"pending"}
+        assert set(OutboxEvent.objects.filter(key=free).values_list("state", flat=True)) == {"published"}
+    finally:
+        other_relay.rollback()  # it gave up: the row is pending again, for anyone
+        other_relay.close()
+
+    relay_everything()
+
+    messages = read_messages(kafka_broker.bootstrap, ["lottery.v1.lifecycle"], keys={held, free}, expect=6)
+    for key in (held, free):
+        assert [m.headers["event-id"] for m in messages if m.key == key] == order[key]
