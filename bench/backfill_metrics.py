@@ -136,9 +136,9 @@ ORDER BY created_at
 
 STAKES_SQL = """
 INSERT INTO entries_stake (stake_id, player_id, lottery_id, ballot_id, game_id, amount, currency, occurred_at,
-    created_at)
+    created_at, traceparent)
 SELECT 'stake-' || s, %(p0)s + (s * 7919) %% %(players)s, l.id, NULL, l.game_id, 10, l.currency,
-       %(start)s + s * %(stake_step)s, %(start)s + s * %(stake_step)s
+       %(start)s + s * %(stake_step)s, %(start)s + s * %(stake_step)s, ''
 FROM generate_series(0, %(stakes)s - 1) s
 JOIN lotteries_lottery l ON l.title = 'Pool ' || (s / 3)
 ORDER BY s

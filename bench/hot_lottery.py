@@ -12,9 +12,10 @@ two gunicorn workers cannot hide it:
 * **spread** (the baseline, same run): the same, each session on a lottery of
   its own.
 
-The statement is ``entries.services._SUBMIT_SQL`` itself, taken from the code
-(its ``%(name)s`` parameters become pgbench variables), in a transaction of
-its own, as ``ballot_submit`` runs it. Printed per phase: transactions/s,
+The statement is the one a valid ballot sends, ``entries.services._SUBMIT_VALID_SQL``
+with its outbox row (``outbox.services.statement_event``), taken from the code
+(its ``%(name)s`` parameters become pgbench variables), alone in autocommit, as
+``ballot_submit`` runs it. Printed per phase: transactions/s,
 latency, the MultiXacts created (``pg_control_checkpoint().next_multixact_id``
 around the phase, with a CHECKPOINT), the MultiXact SLRU traffic
 (``pg_stat_slru``) and what the sessions waited on (``pg_stat_activity``,
@@ -114,32 +115,52 @@ def players_created(clients: int) -> None:
 
 
 def pgbench_script(lotteries: list[int]) -> str:
-    """The submit statement as ``ballot_submit`` sends it, with pgbench variables for its parameters."""
-    from entries.services import _SUBMIT_SQL
+    """The statement a valid ballot sends (its outbox row included), with pgbench variables for its parameters.
 
-    values = {
-        "lottery_id": ":lottery",
-        "player_id": ":player",
-        "status": "'valid'",
-        "rejection_reason": "''",
-        "idempotency_key": "NULL",
-        "now": "now()",
-        "limit": "1",
-    }
-    statement = re.sub(r"%\((\w+)\)s", lambda match: values[match.group(1)], _SUBMIT_SQL)
+    ``ballot_submit`` runs it alone in autocommit (atomic by itself), so the script does too. The
+    event's values are those of one sample entry, except its id, new per ballot (``gen_random_uuid()``).
+    """
+    from django.db import connection
+    from django.utils import timezone
+    from psycopg import sql as psql
+
+    from entries.events import entry_created
+    from entries.services import _SUBMIT_VALID_SQL
+    from outbox.services import ID_MARK, statement_event
+
+    event = statement_event(
+        entry_created(
+            lottery_id=lotteries[0],
+            ballot_id=ID_MARK,
+            player_id=1,
+            player_external_id="acct-1",
+            created_at=timezone.now(),
+        ),
+        source="inserted",
+    )
+    connection.ensure_connection()
+    raw = connection.connection
+    values = {name: psql.Literal(value).as_string(raw) for name, value in event.params.items()}
+    values["outbox_event_id"] = "gen_random_uuid()"
+    values.update(
+        {
+            "lottery_id": ":lottery",
+            "player_id": ":player",
+            "status": "'valid'",
+            "rejection_reason": "''",
+            "idempotency_key": "NULL",
+            "now": "now()",
+            "limit": "1",
+        }
+    )
+    statement = _SUBMIT_VALID_SQL.replace("{event_insert}", event.sql)
+    statement = re.sub(r"%\((\w+)\)s", lambda match: values[match.group(1)], statement)
     statement = " ".join(statement.split())  # pgbench reads one statement per line
     # A session's n-th transaction is a new player, on its lottery (ids in a row: opened one after another).
     if lotteries != list(range(lotteries[0], lotteries[0] + len(lotteries))):
         raise RuntimeError(f"the phase's lotteries are not consecutive: {lotteries}")
     lottery = f"{lotteries[0]}" if len(lotteries) == 1 else f"{lotteries[0]} + :client_id"
-    return (
-        "\\set k :k + 1\n"
-        "\\set player :client_id * 1000000 + :k\n"
-        f"\\set lottery {lottery}\n"
-        "BEGIN;\n"
-        f"{statement};\n"
-        "COMMIT;\n"
-    )
+    return f"\\set k :k + 1\n\\set player :client_id * 1000000 + :k\n\\set lottery {lottery}\n{statement};\n"
 
 
 def run_phase(args: argparse.Namespace, tmp: Path, mode: str, lotteries: list[int]) -> Phase:
