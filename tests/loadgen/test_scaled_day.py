@@ -106,7 +106,7 @@ class StatsPoller:
 def platform(kafka_broker, tmp_path):
     fast_gateway()  # no SMS latency: the draws' messages never hold the worker
     with (
-        gunicorn_server(tmp_path / "gunicorn.log") as server,
+        gunicorn_server(tmp_path / "gunicorn.log", GUNICORN_ACCESS_LOG="", LOG_LEVEL="WARNING") as server,
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
     ):
         yield server
