@@ -25,13 +25,11 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +37,10 @@ from datetime import timedelta
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
-import _common
+import _common  # also puts the project root on sys.path
+
+from tests.kafka import free_port
+from tests.servers import wait_until_serving
 
 DB_NAME = "lottery_bench_ballots"
 SPREAD_LOTTERIES = 32  # the spread load's lotteries: ballots into one drop are compared with this
@@ -405,12 +406,6 @@ def describe_probe(probe: Probe) -> str:
 # --- Server and load ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 SERVER_PIDS: dict[str, int] = {}  # gunicorn's master process, by base URL (bench/tracing.py reads its CPU time)
 
 
@@ -444,7 +439,7 @@ def gunicorn(
     base_url = f"http://127.0.0.1:{port}"
     SERVER_PIDS[base_url] = process.pid
     try:
-        wait_until_live(base_url, process, log_path)
+        wait_until_serving(f"{base_url}/health/live", process, log_path, timeout=30, name="gunicorn")
         _common.step(f"gunicorn listening on {base_url} (pid {process.pid})")
         yield base_url
     finally:
@@ -458,21 +453,6 @@ def gunicorn(
         errors = [ln for ln in log_path.read_text(errors="replace").splitlines() if "Traceback" in ln or "ERROR" in ln]
         if errors:
             print(f"  !! gunicorn logged {len(errors)} error line(s); first: {errors[0]}")
-
-
-def wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/health/live", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log_path.read_text()[-3000:]}")
 
 
 def wrk(
