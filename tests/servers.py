@@ -138,7 +138,9 @@ def _tail(log: Path) -> str:
 
 
 @contextmanager
-def gunicorn_server(log: Path, *, workers: int = 2, threads: int = 4, **env: str) -> Iterator[Server]:
+def gunicorn_server(
+    log: Path, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """gunicorn (the repository's gunicorn.conf.py) with ``env`` over the tests' settings, database, Redis and broker.
 
     ``workers`` and ``threads`` default to gunicorn.conf.py's own defaults; its output (the access log
@@ -157,7 +159,7 @@ def gunicorn_server(log: Path, *, workers: int = 2, threads: int = 4, **env: str
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": str(workers),
         "GUNICORN_THREADS": str(threads),
-        **env,
+        **(env or {}),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def gunicorn(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with gunicorn_server(log, workers=1, threads=2, DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE=str(BODY_LIMIT)) as server:
+    env = {"DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(BODY_LIMIT)}
+    with gunicorn_server(log, workers=1, threads=2, env=env) as server:
         yield server
 
 

@@ -295,7 +295,7 @@ def test_every_panel_and_every_alerts_selectors_have_data_in_a_real_prometheus_s
         "SMS_LATENCY_MAX_MS": "0",
     }
     with ExitStack() as stack:
-        web = stack.enter_context(gunicorn_server(tmp_path / "web.log", workers=1, **env))
+        web = stack.enter_context(gunicorn_server(tmp_path / "web.log", workers=1, env=env))
         ports["web"] = web.port
         # One worker takes both queues here: the notifier job scrapes it too (compose runs two).
         ports["notifier"] = ports["worker"]
