@@ -24,7 +24,6 @@ import io
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from wsgiref.util import setup_testing_defaults
 import _common  # also puts the project root on sys.path
 
 from tests.kafka import free_port
-from tests.servers import wait_until_serving
+from tests.servers import stop, wait_until_serving
 
 DB_NAME = "lottery_bench_ballots"
 SPREAD_LOTTERIES = 32  # the spread load's lotteries: ballots into one drop are compared with this
@@ -443,12 +442,7 @@ def gunicorn(
         _common.step(f"gunicorn listening on {base_url} (pid {process.pid})")
         yield base_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         _common.step("gunicorn stopped")
         errors = [ln for ln in log_path.read_text(errors="replace").splitlines() if "Traceback" in ln or "ERROR" in ln]
         if errors:

@@ -133,6 +133,16 @@ def wait_until_serving(
         time.sleep(0.2)
 
 
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
+    """SIGTERM, then wait for it to exit; killed if it outlives ``timeout`` seconds (never left behind)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
 
@@ -174,10 +184,5 @@ def gunicorn_server(
         wait_until_serving(f"{server.base_url}/health/live", process, log, name="gunicorn")
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
     assert "Internal Server Error" not in log.read_text(), log.read_text()

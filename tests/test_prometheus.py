@@ -15,7 +15,6 @@ A missing binary fails the test (``.ci/run`` installs them).
 import json
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -44,7 +43,7 @@ from outbox.kafka import ensure_topics
 from outbox.models import DeadLetter
 from tests.concurrency import CeleryWorker, manage_py, wait_for
 from tests.kafka import free_port
-from tests.servers import gunicorn_server, wait_until_serving
+from tests.servers import gunicorn_server, stop, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -256,12 +255,7 @@ def running_prometheus(directory: Path, ports: dict[str, int]) -> Iterator[Prome
         wait_until_serving(f"{prometheus.url}/-/ready", process, directory / "prometheus.log", name="prometheus")
         yield prometheus
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
