@@ -24,22 +24,22 @@ import io
 import math
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
-import _common
+import _common  # also puts the project root on sys.path
+
+from tests.kafka import free_port
+from tests.servers import stop, wait_until_serving
 
 DB_NAME = "lottery_bench_ballots"
 SPREAD_LOTTERIES = 32  # the spread load's lotteries: ballots into one drop are compared with this
@@ -188,44 +188,73 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if shutil.which("wrk") is None:
-        print("ballot_submit: wrk is not installed; install it with `apt-get install -y wrk` and run again.")
-        return 2
     server = f"gunicorn {args.worker_class}, {args.workers} workers"
     if args.worker_class == "gthread":
         server += f" x {args.threads} threads"
-    print(
+    banner = (
         f"ballot_submit: {server}; wrk {args.wrk_threads} thread(s), {args.connections} connections, "
-        f"{args.duration} s per endpoint after {args.warmup} s warm-up, {args.rounds} round(s)",
-        flush=True,
+        f"{args.duration} s per endpoint after {args.warmup} s warm-up, {args.rounds} round(s)"
     )
-    _common.setup_django(DB_NAME)
-    _common.create_database(DB_NAME)
+    return on_scratch_database(
+        "ballot_submit", DB_NAME, banner=banner, tmp_prefix="bench-ballots-", run=lambda tmp: run(args, tmp)
+    )
+
+
+def on_scratch_database(name: str, db_name: str, *, banner: str, tmp_prefix: str, run: Callable[[Path], int]) -> int:
+    """What this benchmark and bench/tracing.py do around their run: wrk must be there (else 2), then
+    ``banner``, and ``run`` in a temporary directory on a fresh ``db_name`` and a flushed Redis, both
+    dropped and flushed again afterwards."""
+    if shutil.which("wrk") is None:
+        print(f"{name}: wrk is not installed; install it with `apt-get install -y wrk` and run again.")
+        return 2
+    print(banner, flush=True)
+    _common.setup_django(db_name)
+    _common.create_database(db_name)
     _common.flush_redis()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-ballots-") as tmp:
-            return run(args, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp:
+            return run(Path(tmp))
     finally:
         _common.flush_redis()
-        _common.drop_database(DB_NAME)
-        print(f"  .. dropped database {DB_NAME}, flushed Redis database 14", flush=True)
+        _common.drop_database(db_name)
+        print(f"  .. dropped database {db_name}, flushed Redis database 14", flush=True)
+
+
+@dataclass
+class Load:
+    """A migrated database's ballot load: its players, the wrk script, lotteries enough for a run and a warm-up."""
+
+    fixture: Fixture
+    script: Path
+    per_run: int
+    per_warmup: int
+
+
+def prepared_load(args: argparse.Namespace, tmp: Path, db_name: str) -> Load:
+    """Migrate ``db_name``, create ``--players`` players with tokens and write the wrk script into ``tmp``."""
+    started = time.perf_counter()
+    _common.migrate()
+    _common.step(f"database {db_name} migrated ({time.perf_counter() - started:.1f} s)")
+    fixture = create_players(args.players, tmp)
+    script = tmp / "rotate_tokens.lua"
+    script.write_text(LUA_SCRIPT)
+    return Load(
+        fixture,
+        script,
+        per_run=math.ceil(MAX_EXPECTED_RPS * args.duration / args.players) + 1,
+        per_warmup=math.ceil(MAX_EXPECTED_RPS * args.warmup / args.players) + 1,
+    )
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
-    started = time.perf_counter()
-    _common.migrate()
-    _common.step(f"database {DB_NAME} migrated ({time.perf_counter() - started:.1f} s)")
-    fixture = create_players(args.players, tmp)
+    prepared = prepared_load(args, tmp, DB_NAME)
+    fixture, script = prepared.fixture, prepared.script
 
     print("per request, in process through the WSGI handler (what one gunicorn request runs):")
     probe_lottery = open_lotteries(1, "probe")[0]
     for name, method, path in (("ping", "GET", PING_PATH), ("ballot", "POST", ballot_path(probe_lottery))):
         print(f"  {name:<7}{describe_probe(count_round_trips(method, path, fixture.tokens[-2:]))}")
 
-    script = tmp / "rotate_tokens.lua"
-    script.write_text(LUA_SCRIPT)
-    per_run = math.ceil(MAX_EXPECTED_RPS * args.duration / args.players) + 1
-    per_warmup = math.ceil(MAX_EXPECTED_RPS * args.warmup / args.players) + 1
     pings: list[WrkResult] = []
     ballots: list[WrkResult] = []
     spread: list[WrkResult] = []
@@ -239,8 +268,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         for round_no in range(1, args.rounds + 1):
             load("ping", args.warmup, [])
             pings.append(load("ping", args.duration, []))
-            load("ballot", args.warmup, open_lotteries(per_warmup, f"warm-up {round_no}"))
-            run_lotteries.append(open_lotteries(per_run, f"run {round_no}"))
+            load("ballot", args.warmup, open_lotteries(prepared.per_warmup, f"warm-up {round_no}"))
+            run_lotteries.append(open_lotteries(prepared.per_run, f"run {round_no}"))
             ballots.append(load("ballot", args.duration, run_lotteries[-1]))
             spread_lotteries.append(open_lotteries(SPREAD_LOTTERIES, f"spread {round_no}"))
             spread.append(load("spread", args.duration, spread_lotteries[-1]))
@@ -376,12 +405,6 @@ def describe_probe(probe: Probe) -> str:
 # --- Server and load ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 SERVER_PIDS: dict[str, int] = {}  # gunicorn's master process, by base URL (bench/tracing.py reads its CPU time)
 
 
@@ -415,35 +438,15 @@ def gunicorn(
     base_url = f"http://127.0.0.1:{port}"
     SERVER_PIDS[base_url] = process.pid
     try:
-        wait_until_live(base_url, process, log_path)
+        wait_until_serving(f"{base_url}/health/live", process, log_path, timeout=30, name="gunicorn")
         _common.step(f"gunicorn listening on {base_url} (pid {process.pid})")
         yield base_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         _common.step("gunicorn stopped")
         errors = [ln for ln in log_path.read_text(errors="replace").splitlines() if "Traceback" in ln or "ERROR" in ln]
         if errors:
             print(f"  !! gunicorn logged {len(errors)} error line(s); first: {errors[0]}")
-
-
-def wait_until_live(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/health/live", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log_path.read_text()[-3000:]}")
 
 
 def wrk(

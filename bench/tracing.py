@@ -23,12 +23,9 @@ Uses (and drops) the database lottery_bench_tracing and Redis database 14.
 """
 
 import argparse
-import math
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -124,37 +121,20 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if shutil.which("wrk") is None:
-        print("tracing: wrk is not installed; install it with `apt-get install -y wrk` and run again.")
-        return 2
-    print(
+    banner = (
         f"tracing: gunicorn servers ({args.workers} sync workers each): untraced, traced (sampling {SAMPLE_RATIO})"
         f"{f', sampling {args.sampled}' if args.sampled else ''}{', JSON logs when traced' if args.json_logs else ''};"
         f" wrk {args.connections} connections, "
-        f"{args.duration} s per server after {args.warmup} s warm-up, {args.rounds} round(s)",
-        flush=True,
+        f"{args.duration} s per server after {args.warmup} s warm-up, {args.rounds} round(s)"
     )
-    _common.setup_django(DB_NAME)
-    _common.create_database(DB_NAME)
-    _common.flush_redis()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
-            return run(args, Path(tmp))
-    finally:
-        _common.flush_redis()
-        _common.drop_database(DB_NAME)
-        print(f"  .. dropped database {DB_NAME}, flushed Redis database 14", flush=True)
+    return ballot_submit.on_scratch_database(
+        "tracing", DB_NAME, banner=banner, tmp_prefix="bench-tracing-", run=lambda tmp: run(args, tmp)
+    )
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
-    started = time.perf_counter()
-    _common.migrate()
-    _common.step(f"database {DB_NAME} migrated ({time.perf_counter() - started:.1f} s)")
-    fixture = ballot_submit.create_players(args.players, tmp)
-    script = tmp / "rotate_tokens.lua"
-    script.write_text(ballot_submit.LUA_SCRIPT)
-    per_run = math.ceil(ballot_submit.MAX_EXPECTED_RPS * args.duration / args.players) + 1
-    per_warmup = math.ceil(ballot_submit.MAX_EXPECTED_RPS * args.warmup / args.players) + 1
+    prepared = ballot_submit.prepared_load(args, tmp, DB_NAME)
+    fixture, script = prepared.fixture, prepared.script
     receiver = DiscardingReceiver()
     envs = {"untraced": {"OTEL_ENABLED": "false"}, "traced": traced_env(receiver, SAMPLE_RATIO, args)}
     if args.sampled:
@@ -170,9 +150,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             ]
             for round_no in range(1, args.rounds + 1):
                 for name, url in servers if round_no % 2 else reversed(servers):
-                    warm = ballot_submit.open_lotteries(per_warmup, f"{name} warm-up {round_no}")
+                    warm = ballot_submit.open_lotteries(prepared.per_warmup, f"{name} warm-up {round_no}")
                     ballot_submit.wrk(args, url, script, "ballot", args.warmup, fixture.tokens_file, warm)
-                    lotteries = ballot_submit.open_lotteries(per_run, f"{name} run {round_no}")
+                    lotteries = ballot_submit.open_lotteries(prepared.per_run, f"{name} run {round_no}")
                     before = cpu_seconds(ballot_submit.SERVER_PIDS[url])
                     result = ballot_submit.wrk(
                         args, url, script, "ballot", args.duration, fixture.tokens_file, lotteries

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
-from tests.gunicorn import Server, request, running_gunicorn
+from tests.servers import Server, gunicorn_server, request
 
 BODY_LIMIT = 65_536  # the server's DATA_UPLOAD_MAX_MEMORY_SIZE here, so an oversized body is quick to send
 
@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def gunicorn(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    env = {"DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(BODY_LIMIT), "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"}
-    with running_gunicorn(log, **env) as server:
+    env = {"DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(BODY_LIMIT)}
+    with gunicorn_server(log, workers=1, threads=2, env=env) as server:
         yield server
 
 

@@ -30,7 +30,7 @@ from lifecycle.tasks import lottery_timer
 from lottery_site.celery import app as celery_app
 from outbox.tasks import relay_outbox
 from tests.concurrency import ROOT, Worker, log_lines, process_env
-from tests.gunicorn import request
+from tests.servers import request
 from tests.test_gunicorn import gunicorn  # noqa: F401 (the server fixture, for this module too)
 
 DROPS_TOKEN = settings.INTERNAL_TOKENS["drops"][0]

@@ -28,9 +28,9 @@ from lottery_site.celery import app
 from notifications.tasks import sweep_notifications
 from outbox.tasks import purge_outbox
 from tests.concurrency import CeleryWorker
-from tests.gunicorn import request, running_gunicorn
 from tests.kafka import free_port
 from tests.metrics import parse, value, wait_for_scrape
+from tests.servers import gunicorn_server, request
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_APPS = ["core", "outbox", "lotteries", "entries", "draws", "notifications", "lifecycle", "pools", "loadgen"]
@@ -58,8 +58,7 @@ def serving_pids(log: str) -> set[int]:
 def test_under_two_gunicorn_workers_metrics_count_every_request_whichever_worker_served_it(tmp_path):
     log = tmp_path / "gunicorn.log"
     # One thread each; the worker's pid is on every access line: the load must reach both workers.
-    env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1"}
-    with running_gunicorn(log, **env) as server:
+    with gunicorn_server(log, workers=2, threads=1) as server:
         errors: list[BaseException] = []
 
         def load(requests: int) -> None:

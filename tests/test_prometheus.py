@@ -15,7 +15,6 @@ A missing binary fails the test (``.ci/run`` installs them).
 import json
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -43,8 +42,8 @@ from notifications.models import Notification
 from outbox.kafka import ensure_topics
 from outbox.models import DeadLetter
 from tests.concurrency import CeleryWorker, manage_py, wait_for
-from tests.gunicorn import running_gunicorn
 from tests.kafka import free_port
+from tests.servers import gunicorn_server, stop, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -253,39 +252,11 @@ def running_prometheus(directory: Path, ports: dict[str, int]) -> Iterator[Prome
     )  # fmt: skip
     prometheus = Prometheus(port)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, (directory / "prometheus.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:  # noqa: S310
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_for(ready, 60, "prometheus to be ready")
+        wait_until_serving(f"{prometheus.url}/-/ready", process, directory / "prometheus.log", name="prometheus")
         yield prometheus
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
-
-
-def api(port: int, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    for name, value in headers.items():
-        request.add_header(name.replace("_", "-"), value)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (our own server)
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 def sql(raw: str, variables: dict[str, str], start: str, end: str) -> str:
@@ -318,7 +289,7 @@ def test_every_panel_and_every_alerts_selectors_have_data_in_a_real_prometheus_s
         "SMS_LATENCY_MAX_MS": "0",
     }
     with ExitStack() as stack:
-        web = stack.enter_context(running_gunicorn(tmp_path / "web.log", GUNICORN_WORKERS="1", **env))
+        web = stack.enter_context(gunicorn_server(tmp_path / "web.log", workers=1, env=env))
         ports["web"] = web.port
         # One worker takes both queues here: the notifier job scrapes it too (compose runs two).
         ports["notifier"] = ports["worker"]
@@ -343,8 +314,8 @@ def test_every_panel_and_every_alerts_selectors_have_data_in_a_real_prometheus_s
         drop = make_lottery(closes_at=now + timedelta(seconds=4), opens_at=now - timedelta(hours=1))
         token = Token.objects.create(user=make_player())
         auth = f"Token {token.key}"
-        assert api(web.port, "POST", f"/api/v1/lotteries/{drop.pk}/ballots", Authorization=auth)[0] == 201
-        status, refused = api(web.port, "POST", f"/api/v1/lotteries/{drop.pk}/ballots", Authorization=auth)
+        assert web.call("POST", f"/api/v1/lotteries/{drop.pk}/ballots", Authorization=auth)[0] == 201
+        status, refused = web.call("POST", f"/api/v1/lotteries/{drop.pk}/ballots", Authorization=auth)
         assert status >= 400, refused
         time.sleep(max(0.0, (drop.closes_at - timezone.now()).total_seconds()) + 0.5)
         close_lottery.delay(drop.pk)
@@ -354,7 +325,7 @@ def test_every_panel_and_every_alerts_selectors_have_data_in_a_real_prometheus_s
         for n in (1, 2, 3):
             body = {"stakeId": f"{game}-{n}", "playerId": f"{game}-p{n}", "gameId": game, "amount": "5.00",
                     "currency": "EUR"}  # fmt: skip
-            status, answer = api(web.port, "POST", "/api/v1/stakes", body, X_Internal_Token=STAKES_TOKEN)
+            status, answer = web.call("POST", "/api/v1/stakes", body, X_Internal_Token=STAKES_TOKEN)
             assert status == 202, answer
         producer = KafkaProducer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
         producer.send(stakes_topic, key=game.encode(), value=b"not a stake").get(timeout=30)

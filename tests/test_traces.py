@@ -9,14 +9,11 @@ where every log line goes; ``Service.out_path``: stdout), for the checks of
 what they logged.
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +35,7 @@ from outbox.models import OutboxEvent
 from tests.concurrency import log_lines, wait_for
 from tests.kafka import Message, free_port, read_messages
 from tests.otlp import Receiver, Span, receiver
+from tests.servers import answers, call_json
 
 ROOT = Path(__file__).resolve().parent.parent
 STAKES_TOKEN = "test-stakes-token-0000"  # tests.settings
@@ -101,17 +99,7 @@ class Platform:
     services: dict[str, Service] = field(default_factory=dict)
 
     def request(self, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.web_url + path, data=data, method=method)  # noqa: S310 (loopback)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for name, value in headers.items():
-            request.add_header(name.replace("_", "-"), value)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (our own server)
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+        return call_json(method, self.web_url + path, body, **headers)
 
     def run(self, *args: str) -> str:
         """``manage.py`` run to the end as a one-off command (service ``cli``), traced like the others."""
@@ -174,20 +162,13 @@ def platform(django_db_setup, kafka_broker, tmp_path_factory) -> Iterator[Platfo
             platform.services["worker"].wait_for_output(" ready.")
             platform.services["relay"].wait_for_output('"relay started"')
             platform.services["consumer"].wait_for_output('"consumer started"')
-            wait_for(lambda: _live(platform), 60, "gunicorn to answer")
+            wait_for(lambda: answers(f"{platform.web_url}/health/live"), 60, "gunicorn to answer")
             yield platform
         finally:
             for service in platform.services.values():
                 service.terminate()  # all at once: each takes seconds to finish its work
             for service in platform.services.values():
                 service.stop()
-
-
-def _live(platform: Platform) -> bool:
-    try:
-        return platform.request("GET", "/health/live")[0] == 200
-    except OSError:
-        return False
 
 
 # --- Looking at spans ----------------------------------------------------------------

@@ -1,14 +1,8 @@
 """Tallies of what stores no row: batched per process, written in one statement, by the hour they happened in."""
 
-import os
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -18,9 +12,7 @@ from core import tallies
 from core.models import HourlyTally
 from entries.services import BALLOT_REFUSED
 from tests.concurrency import wait_for
-from tests.kafka import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import gunicorn_server
 
 
 @pytest.mark.django_db
@@ -53,43 +45,13 @@ def test_refusals_in_a_burst_reach_their_row_from_a_real_web_process(make_player
     player = make_player()
     closed = make_lottery(closes_at=timezone.now() - timedelta(minutes=1))
     token = Token.objects.create(user=player).key
-    port = free_port()
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_BOOTSTRAP_SERVERS": ",".join(settings.KAFKA_BOOTSTRAP_SERVERS),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "2",
-        "TALLY_FLUSH_SECONDS": "2",
-    }
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        import urllib.error
-        import urllib.request
+    with gunicorn_server(log, workers=2, env={"TALLY_FLUSH_SECONDS": "2"}) as server:
 
         def ballot() -> int:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/v1/lotteries/{closed.pk}/ballots",
-                method="POST",
-                headers={"Authorization": f"Token {token}"},
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (our own server)
-                    return int(response.status)
-            except urllib.error.HTTPError as error:
-                return error.code
-            except OSError:
-                return 0
+            return server.call("POST", f"/api/v1/lotteries/{closed.pk}/ballots", Authorization=f"Token {token}")[0]
 
-        wait_for(lambda: server.poll() is None and ballot() == 409, timeout=60, what="gunicorn answering")
+        assert ballot() == 409
 
         # when a burst of ballots is refused
         assert {ballot() for _ in range(30)} == {409}
@@ -103,11 +65,4 @@ def test_refusals_in_a_burst_reach_their_row_from_a_real_web_process(make_player
         rows = HourlyTally.objects.filter(measure=BALLOT_REFUSED)
         assert {(row.dimension, row.code) for row in rows} == {("drop", "lottery_closed")}
         assert rows.count() <= 2  # one per hour: two only if the burst crossed an hour
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     assert "Traceback" not in log.read_text(), log.read_text()

@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 DAY_MINUTES = 1440
 TIME_SCALE = 1800  # a day in 48 s
 SEED = "scaled-day-2"  # a seed whose day holds at least one low-participation drop and one burst
+QUIET = {"GUNICORN_ACCESS_LOG": "", "LOG_LEVEL": "WARNING"}  # the server under load: no access line, no info
 
 
 def binomial_interval(n: int, p: float, confidence: float = 0.99) -> tuple[int, int]:
@@ -106,7 +107,7 @@ class StatsPoller:
 def platform(kafka_broker, tmp_path):
     fast_gateway()  # no SMS latency: the draws' messages never hold the worker
     with (
-        gunicorn_server(tmp_path / "gunicorn.log") as server,
+        gunicorn_server(tmp_path / "gunicorn.log", env=QUIET) as server,
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10),
     ):
         yield server
