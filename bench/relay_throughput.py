@@ -85,7 +85,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000, help="events per measured publication")
     parser.add_argument("--keys", type=int, default=200, help="distinct aggregate ids (lotteries)")
     parser.add_argument("--per-transaction", type=int, default=500, help="events per publish() transaction")
-    parser.add_argument("--rounds", type=int, default=2, help="baseline/relay measurements, alternating")
+    parser.add_argument("--rounds", type=int, default=4, help="baseline, relay and bound measurements, alternating")
     parser.add_argument("--warmup", type=int, default=500, help="events sent by each producer before measuring")
     parser.add_argument("--no-command", action="store_true", help="skip the relay_outbox --once subprocess")
     parser.add_argument("--time-limit", type=int, default=600, help="seconds before the run gives up")
