@@ -1,5 +1,6 @@
 """Run callables at the same moment from several threads; run manage.py and Celery workers in processes of their own."""
 
+import contextlib
 import json
 import os
 import signal
@@ -159,6 +160,7 @@ class Worker(_LoggingProcess):
             env=process_env(env),
             stdout=self._out,
             stderr=self._err,
+            start_new_session=True,  # its own process group: a prefork child never outlives the test
         )  # fmt: skip
 
     def output(self) -> str:
@@ -175,11 +177,16 @@ class Worker(_LoggingProcess):
             time.sleep(0.1)
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        """SIGKILL to the worker and its pool's children, as when its machine or container dies."""
+        self._kill_group()
         self.process.wait(10)
 
     def stop(self) -> str:
-        """SIGTERM (a warm shutdown), then what it wrote: stdout, then stderr."""
+        """SIGTERM (a warm shutdown), then what it wrote: stdout, then stderr.
+
+        Whatever is left of its process group after the main process exits (or
+        fails to within 30 s), a pool child stuck in a lock say, is killed.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -187,9 +194,14 @@ class Worker(_LoggingProcess):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        self._kill_group()
         self._out.seek(0)
         self._err.seek(0)
         return f"{self._out.read()}{self._err.read()}"
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def CeleryWorker(*args: str, **env: str) -> Worker:
