@@ -146,6 +146,16 @@ def refusal() -> dict[str, Any]:
     return error_body("permission_denied", "Metrics are for the monitoring network or its token.")
 
 
+# A scrape and a fork never overlap. A process that serves its metrics from a thread and forks (a
+# prefork worker's main process) would otherwise copy into the child any lock the scrape thread held
+# at that instant (the Redis connection pool's, for the queue depths), and the child would wait on it
+# for ever. The fork waits for the scrape in hand to end; the child starts with the lock free.
+_scrape_lock = threading.Lock()
+os.register_at_fork(
+    before=_scrape_lock.acquire, after_in_parent=_scrape_lock.release, after_in_child=_scrape_lock.release
+)
+
+
 def _guarded(app: Callable[..., Any]) -> Callable[..., Any]:
     """The metrics app, for the callers ``/metrics`` answers; 403 in the API's error shape for the others."""
     from core.clients import parse_ip
@@ -153,7 +163,8 @@ def _guarded(app: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         address = parse_ip(environ.get("REMOTE_ADDR"))
         if address_may_scrape(address) or token_may_scrape(environ.get("HTTP_AUTHORIZATION", "")):
-            return app(environ, start_response)
+            with _scrape_lock:  # the page is rendered whole inside the call
+                return app(environ, start_response)
         start_response("403 Forbidden", [("Content-Type", "application/json")])
         return [json.dumps(refusal()).encode()]
 
