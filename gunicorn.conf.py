@@ -73,3 +73,10 @@ def post_fork(server: object, worker: object) -> None:
     from core.process import started
 
     started("web")
+
+
+def post_worker_init(worker: object) -> None:
+    """The worker has loaded the application: what it loaded is left out of garbage collection (core.process)."""
+    from core.process import settled
+
+    settled()
