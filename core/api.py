@@ -1,4 +1,5 @@
-"""API plumbing shared by every app: the error shape, pagination, JSON 400/403/404/500 and CSRF failures.
+"""API plumbing shared by every app: the error shape, pagination, JSON 400/403/404/500 and CSRF failures,
+and ``represent`` for the hot paths' output.
 
 Every error leaves the API as ``{"error": {"code", "message", "details"}}``:
 DRF's exceptions through ``exception_handler``, Django's own refusals
@@ -233,6 +234,29 @@ def json_server_error(request: HttpRequest) -> HttpResponse:
     return json_error(
         "internal_error", "An unexpected error occurred; it has been logged.", status.HTTP_500_INTERNAL_SERVER_ERROR
     )
+
+
+_prototypes: dict[type[serializers.Serializer[Any]], serializers.Serializer[Any]] = {}
+
+
+def represent(output: type[serializers.Serializer[Any]], instance: Any) -> dict[str, Any]:
+    """What ``output(instance).data`` is, for a hot path: the serializer's fields are built once, not per call.
+
+    DRF builds a serializer's fields anew for each instance, and a
+    ModelSerializer introspects its model each time: a ballot's output took
+    about 0.3 ms that way, a tenth of that from one prototype. The serializer
+    class stays the one declaration of the shape and of the OpenAPI schema.
+    Only for an output serializer that needs no context (no request, no
+    hyperlinks): the prototype has none, and its fields are shared by every
+    call (each field's ``to_representation`` reads the instance only).
+    """
+    prototype = _prototypes.get(output)
+    if prototype is None:
+        prototype = output()
+        _ = prototype.fields  # built now, once (a race builds two; either serves)
+        _prototypes[output] = prototype
+    data: dict[str, Any] = prototype.to_representation(instance)
+    return data
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import represent
 from core.errors import ApplicationError
 from core.fields import StrictBooleanField
 from core.filters import IdFilter, StrictFilterSet
@@ -94,13 +95,13 @@ class BallotSubmitApi(APIView):
     )
     def post(self, request: Request, lottery_id: int) -> Response:
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        headers = self.HeaderInput(data={} if key is None else {"idempotency_key": key})
-        headers.is_valid(raise_exception=True)
+        if key is not None:  # most calls send none: nothing to validate
+            headers = self.HeaderInput(data={"idempotency_key": key})
+            headers.is_valid(raise_exception=True)
+            key = headers.validated_data["idempotency_key"]
         assert isinstance(request.user, Player)
-        result = ballot_submit(
-            lottery_id=lottery_id, player=request.user, idempotency_key=headers.validated_data.get("idempotency_key")
-        )
-        response = Response(BallotOutput(result.ballot).data, status=status.HTTP_201_CREATED)
+        result = ballot_submit(lottery_id=lottery_id, player=request.user, idempotency_key=key)
+        response = Response(represent(BallotOutput, result.ballot), status=status.HTTP_201_CREATED)
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
