@@ -20,9 +20,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import measures
+from analytics.days import hour_ceil
 from analytics.models import ALL_KINDS, VIEW_BUSINESS_METRICS, DailySummary, HourlyMetric
 from analytics.selectors import HourCheck, Reconciliation, daily_summary, hourly_metrics, reconciliation
-from analytics.services import hour_ceil
 from core.authorization import may
 from core.currencies import MINOR_UNITS, format_money
 from core.errors import PermissionDenied

@@ -5,12 +5,20 @@ the hours in ``[%(start)s, %(end)s)`` (``ENTRIES`` also the days': see there); `
 and ``analytics.selectors`` runs the same SELECTs to check the table against
 its sources. One text for both, so the check and the table cannot drift.
 
-Hours are UTC: ``date_trunc('hour', t, 'UTC')``, whatever the session's zone.
+Hours are UTC, whatever the session's zone: ``date_bin('1 hour', t, TIMESTAMPTZ 'epoch')``, the
+same hour as ``date_trunc('hour', t, 'UTC')`` by plain arithmetic on the instant, where the latter
+converts each row through the zone database (about a second per million rows here). For the same
+reason ``ENTRIES`` finds each row's LOTTERY_TIME_ZONE day by a binary search of the range's day
+starts (``width_bucket``), not with ``AT TIME ZONE`` per row.
 """
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from analytics.days import day_start, days_between
 from core.db import sql
 from core.models import HourlyTally
 from draws.models import Draw, LotteryAward
@@ -21,6 +29,15 @@ from notifications.models import Notification
 from outbox.models import ConsumerHourCounter
 from pools.consumer import CONSUMER as STAKES_CONSUMER
 from pools.models import Stake
+
+_UTC_HOUR = re.compile(r"\bUTC_HOUR\((\w+\.\w+)\)")
+# From 1970-01-01 00:00 UTC (the epoch): the bins are the UTC hours.
+_UTC_HOUR_SQL = r"date_bin('1 hour', \1, TIMESTAMPTZ 'epoch')"
+
+
+def _sql(template: str, **names: Any) -> str:
+    """``core.db.sql``, with ``UTC_HOUR(t.column)`` written out as the hour's SQL (see the module's doc)."""
+    return sql(_UTC_HOUR.sub(_UTC_HOUR_SQL, template), **names)
 
 
 @dataclass(frozen=True)
@@ -41,20 +58,21 @@ class Group:
 ENTRIES = Group(
     name="entries",
     columns=("ballots_accepted", "fraud_rejections", "unique_players", "staked_revenue"),
-    select=sql(
+    select=_sql(
         """
-SELECT e.hour, (e.hour AT TIME ZONE %(tz)s)::date AS day, l.kind, l.currency, grouping(e.hour, l.kind) AS level,
+SELECT e.hour, (%(days)s::date[])[width_bucket(e.hour, %(day_starts)s::timestamptz[])] AS day,
+       l.kind, l.currency, grouping(e.hour, l.kind) AS level,
        count(*) FILTER (WHERE e.ballot AND e.accepted) AS ballots_accepted,
        count(*) FILTER (WHERE e.ballot AND NOT e.accepted) AS fraud_rejections,
        count(DISTINCT e.player_id) FILTER (WHERE e.accepted) AS unique_players,
        coalesce(sum(e.amount), 0) AS staked_revenue
 FROM (
-    SELECT date_trunc('hour', b.created_at, 'UTC') AS hour, b.lottery_id, b.player_id,
+    SELECT UTC_HOUR(b.created_at) AS hour, b.lottery_id, b.player_id,
            b.status <> {rejected} AS accepted, TRUE AS ballot, NULL::numeric AS amount
     FROM {Ballot} b
     WHERE b.created_at >= %(start)s AND b.created_at < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', s.created_at, 'UTC'), s.lottery_id, s.player_id, TRUE, FALSE, s.amount
+    SELECT UTC_HOUR(s.created_at), s.lottery_id, s.player_id, TRUE, FALSE, s.amount
     FROM {Stake} s
     WHERE s.created_at >= %(start)s AND s.created_at < %(end)s
 ) e
@@ -76,7 +94,7 @@ HOUR_LEVEL, DAY_LEVEL, ALL_DAY_LEVEL = 0, 1, 3  # ENTRIES' grouping(hour, kind) 
 STAKE_FLOW = Group(
     name="stake_flow",
     columns=("stakes_received", "stakes_applied", "stakes_duplicate", "stakes_dead_lettered"),
-    select=sql(
+    select=_sql(
         """
 SELECT f.hour, {pool}::varchar, ''::varchar,
        sum(f.received)::bigint, sum(f.applied)::bigint, sum(f.duplicate)::bigint, sum(f.dead_lettered)::bigint
@@ -85,7 +103,7 @@ FROM (
     FROM {ConsumerHourCounter} c
     WHERE c.consumer = %(consumer)s AND c.hour >= %(start)s AND c.hour < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', s.created_at, 'UTC'), 0, count(*), 0, 0
+    SELECT UTC_HOUR(s.created_at), 0, count(*), 0, 0
     FROM {Stake} s
     WHERE s.created_at >= %(start)s AND s.created_at < %(end)s
     GROUP BY 1
@@ -105,7 +123,7 @@ _REFUSED = [f"refused_{error.code}" for error in TALLIED_REFUSALS]
 REFUSALS = Group(
     name="refusals",
     columns=tuple(_REFUSED),
-    select=sql(
+    select=_sql(
         """
 SELECT t.hour, t.dimension, ''::varchar, {sums}
 FROM {HourlyTally} t
@@ -127,19 +145,19 @@ GROUP BY 1, 2
 AWARDS = Group(
     name="awards",
     columns=("payouts", "prizes_awarded", "awards_claimed", "awards_forfeited"),
-    select=sql(
+    select=_sql(
         """
 SELECT a.hour, l.kind, l.currency,
        coalesce(sum(a.win_sum), 0), count(*) FILTER (WHERE a.event = 'awarded'),
        count(*) FILTER (WHERE a.event = 'claimed'), count(*) FILTER (WHERE a.event = 'forfeited')
 FROM (
-    SELECT date_trunc('hour', w.created_at, 'UTC') AS hour, w.lottery_id, 'awarded' AS event, w.win_sum
+    SELECT UTC_HOUR(w.created_at) AS hour, w.lottery_id, 'awarded' AS event, w.win_sum
     FROM {LotteryAward} w WHERE w.created_at >= %(start)s AND w.created_at < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', w.claimed_at, 'UTC'), w.lottery_id, 'claimed', NULL
+    SELECT UTC_HOUR(w.claimed_at), w.lottery_id, 'claimed', NULL
     FROM {LotteryAward} w WHERE w.claimed_at >= %(start)s AND w.claimed_at < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', w.forfeited_at, 'UTC'), w.lottery_id, 'forfeited', NULL
+    SELECT UTC_HOUR(w.forfeited_at), w.lottery_id, 'forfeited', NULL
     FROM {LotteryAward} w WHERE w.forfeited_at >= %(start)s AND w.forfeited_at < %(end)s
 ) a
 JOIN {Lottery} l ON l.id = a.lottery_id
@@ -155,15 +173,15 @@ GROUP BY 1, 2, 3
 OUTCOMES = Group(
     name="outcomes",
     columns=("draws", "lotteries_cancelled", "refunds"),
-    select=sql(
+    select=_sql(
         """
 SELECT o.hour, l.kind, l.currency,
        count(*) FILTER (WHERE o.drawn), count(*) FILTER (WHERE NOT o.drawn), coalesce(sum(o.refund), 0)
 FROM (
-    SELECT date_trunc('hour', d.drawn_at, 'UTC') AS hour, d.lottery_id, TRUE AS drawn, NULL::numeric AS refund
+    SELECT UTC_HOUR(d.drawn_at) AS hour, d.lottery_id, TRUE AS drawn, NULL::numeric AS refund
     FROM {Draw} d WHERE d.drawn_at >= %(start)s AND d.drawn_at < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', t.created_at, 'UTC'), t.lottery_id, FALSE,
+    SELECT UTC_HOUR(t.created_at), t.lottery_id, FALSE,
            (SELECT sum(s.amount) FROM {Stake} s WHERE s.lottery_id = t.lottery_id)
     FROM {LotteryTransition} t
     WHERE t.to_state = {cancelled} AND t.created_at >= %(start)s AND t.created_at < %(end)s
@@ -184,14 +202,14 @@ GROUP BY 1, 2, 3
 SMS = Group(
     name="sms",
     columns=("sms_sent", "sms_failed"),
-    select=sql(
+    select=_sql(
         """
 SELECT n.hour, l.kind, l.currency, count(*) FILTER (WHERE n.sent), count(*) FILTER (WHERE NOT n.sent)
 FROM (
-    SELECT date_trunc('hour', m.sent_at, 'UTC') AS hour, m.lottery_id, TRUE AS sent
+    SELECT UTC_HOUR(m.sent_at) AS hour, m.lottery_id, TRUE AS sent
     FROM {Notification} m WHERE m.state = {sent} AND m.sent_at >= %(start)s AND m.sent_at < %(end)s
     UNION ALL
-    SELECT date_trunc('hour', m.updated_at, 'UTC'), m.lottery_id, FALSE
+    SELECT UTC_HOUR(m.updated_at), m.lottery_id, FALSE
     FROM {Notification} m WHERE m.state = {failed} AND m.updated_at >= %(start)s AND m.updated_at < %(end)s
 ) n
 JOIN {Lottery} l ON l.id = n.lottery_id
@@ -211,6 +229,16 @@ COLUMNS = tuple(column for group in GROUPS for column in group.columns)
 MONEY_COLUMNS = ("staked_revenue", "payouts", "refunds")
 
 
-def parameters(*, start: object, end: object, tz: str) -> dict[str, Any]:
-    """The parameters every group's SELECT takes."""
-    return {"start": start, "end": end, "tz": tz, "consumer": STAKES_CONSUMER, "refused": BALLOT_REFUSED}
+def parameters(*, start: datetime, end: datetime, tz: str) -> dict[str, Any]:
+    """The parameters every group's SELECT takes, for the hours ``[start, end)`` and their days in ``tz``."""
+    zone = ZoneInfo(tz)
+    days = days_between(start, end, zone)
+    return {
+        "start": start,
+        "end": end,
+        "tz": tz,
+        "consumer": STAKES_CONSUMER,
+        "refused": BALLOT_REFUSED,
+        "days": days,
+        "day_starts": [day_start(day, zone) for day in days],
+    }

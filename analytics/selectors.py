@@ -25,9 +25,9 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from analytics import measures
+from analytics.days import HOUR, hour_ceil
 from analytics.lag import ConsumerLag, consumer_lag
 from analytics.models import DailySummary, HourlyMetric
-from analytics.services import HOUR, hour_ceil
 from core.db import sql
 from core.tallies import hour_of
 from entries.models import Ballot

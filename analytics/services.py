@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics import measures
+from analytics.days import HOUR, day_of, day_start, hour_ceil
 from analytics.models import ALL_KINDS, DailyPlayers, HourlyMetric
 from core.db import sql
 from core.models import HourlyTally
@@ -31,7 +31,6 @@ from outbox.models import ConsumerHourCounter
 
 logger = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
 # One lock for every recomputation (pg_advisory_xact_lock's key): "bizmetrics" as a number.
 _LOCK_KEY = 0x62697A6D65747263
 # A busy hour's distinct players are sorted in memory rather than on disk.
@@ -94,34 +93,6 @@ class Recomputed:
     rows: int  # hourly rows in the range after the run
     days: tuple[date, date]  # the first and last day whose players were counted again
     seconds: float
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(settings.LOTTERY_TIME_ZONE)
-
-
-def hour_ceil(moment: datetime) -> datetime:
-    floor = hour_of(moment)
-    return floor if floor == moment.astimezone(UTC) else floor + HOUR
-
-
-def day_of(hour: datetime) -> date:
-    """The LOTTERY_TIME_ZONE date an hour belongs to: the one its start falls in."""
-    return hour.astimezone(zone()).date()
-
-
-def day_start(day: date) -> datetime:
-    """The first UTC hour of a LOTTERY_TIME_ZONE day: the first whose start falls in it.
-
-    Local midnight itself, in a zone whose offset is whole hours; in one that
-    is not (UTC+05:30), the hour after it, so a day is always whole UTC hours.
-    """
-    return hour_ceil(datetime.combine(day, datetime.min.time(), tzinfo=zone()))
-
-
-def day_hours(day: date) -> tuple[datetime, datetime]:
-    """``[start, end)`` of a LOTTERY_TIME_ZONE day in UTC hours (23, 24 or 25 of them, around a DST change)."""
-    return day_start(day), day_start(day + timedelta(days=1))
 
 
 def metrics_recompute(*, start: datetime, end: datetime, now: datetime | None = None) -> Recomputed:

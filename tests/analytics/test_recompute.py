@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.utils import timezone
 
+from analytics.days import day_hours
 from analytics.models import DailyPlayers, HourlyMetric
-from analytics.services import day_hours, metrics_purge, metrics_recompute, metrics_refresh
+from analytics.services import metrics_purge, metrics_recompute, metrics_refresh
 from analytics.tasks import refresh_business_metrics
 from core.models import HourlyTally
 from entries.models import Ballot

@@ -6,8 +6,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from analytics.days import hour_ceil
 from analytics.selectors import reconciliation
-from analytics.services import hour_ceil, metrics_recompute, metrics_refresh
+from analytics.services import metrics_recompute, metrics_refresh
 from core.tallies import hour_of
 from outbox.inbox import inbox_purge
 from outbox.models import ConsumerHourCounter, DeadLetter, InboxMessage

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from analytics.services import backfill_chunks, day_start, metrics_recompute
+from analytics.days import day_start
+from analytics.services import backfill_chunks, metrics_recompute
 from core.fields import parse_iso_date, parse_rfc3339
 
 WHEN = "YYYY-MM-DD (a day's start in LOTTERY_TIME_ZONE) or an RFC 3339 date-time such as 2026-11-22T10:00:00Z"

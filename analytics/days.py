@@ -1,0 +1,45 @@
+"""The business metrics' calendar: UTC hours, and the LOTTERY_TIME_ZONE days they make up.
+
+A day is the UTC hours whose start falls in it: 24 of them, or 23 or 25
+around a DST change; in a zone whose offset is not whole hours (UTC+05:30),
+a day starts at the first whole UTC hour after its local midnight.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from core.tallies import hour_of
+
+HOUR = timedelta(hours=1)
+
+
+def zone() -> ZoneInfo:
+    return ZoneInfo(settings.LOTTERY_TIME_ZONE)
+
+
+def hour_ceil(moment: datetime) -> datetime:
+    floor = hour_of(moment)
+    return floor if floor == moment.astimezone(UTC) else floor + HOUR
+
+
+def day_of(hour: datetime, tz: ZoneInfo | None = None) -> date:
+    """The day an hour belongs to: the one its start falls in (LOTTERY_TIME_ZONE unless ``tz``)."""
+    return hour.astimezone(tz or zone()).date()
+
+
+def day_start(day: date, tz: ZoneInfo | None = None) -> datetime:
+    """The first UTC hour of a day: the first whose start falls in it."""
+    return hour_ceil(datetime.combine(day, datetime.min.time(), tzinfo=tz or zone()))
+
+
+def day_hours(day: date) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a LOTTERY_TIME_ZONE day in UTC hours (23, 24 or 25 of them, around a DST change)."""
+    return day_start(day), day_start(day + timedelta(days=1))
+
+
+def days_between(start: datetime, end: datetime, tz: ZoneInfo | None = None) -> list[date]:
+    """Every day the hours ``[start, end)`` touch, in order."""
+    first, last = day_of(start, tz), day_of(end - HOUR, tz)
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
