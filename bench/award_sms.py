@@ -41,7 +41,9 @@ _common.REDIS_URL = os.environ.get("BENCH_REDIS_URL", _common.REDIS_URL)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--players", type=int, default=100_000, help="the broadcast's audience")
+    parser.add_argument(
+        "--players", type=int, default=300_000, help="the broadcast's audience (large enough to outlast the awards)"
+    )
     parser.add_argument("--awards", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="closes per second")
     parser.add_argument("--concurrency", type=int, default=4, help="the worker's processes")

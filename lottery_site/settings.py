@@ -363,7 +363,9 @@ SMS_SEND_LEASE_SECONDS = env_int("SMS_SEND_LEASE_SECONDS", 60, minimum=1)
 # Messages per batch of the batched kinds (not selected, broadcast): one task and one gateway call each.
 SMS_BROADCAST_BATCH = env_int("SMS_BROADCAST_BATCH", 500, minimum=1)
 # Chains of batch tasks sending one lottery's batched messages side by side (disjoint batches: SKIP LOCKED).
-SMS_BATCH_CHAINS = env_int("SMS_BATCH_CHAINS", 4, minimum=1)
+# Fewer than the notifier's processes (4): one stays free for the single sends, a winner's SMS among them,
+# which would otherwise queue behind the chains' next batches (measured: p99 1.5 s instead of 0.25 s).
+SMS_BATCH_CHAINS = env_int("SMS_BATCH_CHAINS", 3, minimum=1)
 # Beat's sweep of messages whose kick was lost or whose worker died.
 SMS_SWEEP_SECONDS = env_int("SMS_SWEEP_SECONDS", 10, minimum=1)
 
