@@ -8,15 +8,10 @@ a day starts at the first whole UTC hour after its local midnight.
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
-
 from core.tallies import hour_of
+from lotteries.services import lottery_zone
 
 HOUR = timedelta(hours=1)
-
-
-def zone() -> ZoneInfo:
-    return ZoneInfo(settings.LOTTERY_TIME_ZONE)
 
 
 def hour_ceil(moment: datetime) -> datetime:
@@ -26,12 +21,12 @@ def hour_ceil(moment: datetime) -> datetime:
 
 def day_of(hour: datetime, tz: ZoneInfo | None = None) -> date:
     """The day an hour belongs to: the one its start falls in (LOTTERY_TIME_ZONE unless ``tz``)."""
-    return hour.astimezone(tz or zone()).date()
+    return hour.astimezone(tz or lottery_zone()).date()
 
 
 def day_start(day: date, tz: ZoneInfo | None = None) -> datetime:
     """The first UTC hour of a day: the first whose start falls in it."""
-    return hour_ceil(datetime.combine(day, datetime.min.time(), tzinfo=tz or zone()))
+    return hour_ceil(datetime.combine(day, datetime.min.time(), tzinfo=tz or lottery_zone()))
 
 
 def day_hours(day: date) -> tuple[datetime, datetime]:

@@ -106,8 +106,8 @@ def metrics_recompute(*, start: datetime, end: datetime, now: datetime | None = 
     if end <= start:
         raise ValueError(f"an empty range of hours: {start.isoformat()} to {end.isoformat()}")
     now = now or timezone.now()
-    first_day, last_day = day_of(start), day_of(end - HOUR)
     params = {**measures.parameters(start=start, end=end, tz=settings.LOTTERY_TIME_ZONE), "now": now}
+    first_day, last_day = params["days"][0], params["days"][-1]
     # The entries group reads whole days (their distinct players), and writes only the range's hours.
     days = {
         **params,

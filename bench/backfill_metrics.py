@@ -341,26 +341,22 @@ SELECT count(*), count(DISTINCT player_id) FROM entries_ballot WHERE created_at 
 
 
 def floor(start: datetime, end: datetime) -> tuple[int, int]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET work_mem = '{_work_mem()}'")
-        cursor.execute("SET jit = off")
-        cursor.execute(FLOOR_SQL, {"start": start, "end": end})
-        ballots, players = cursor.fetchone()
-        cursor.execute("RESET work_mem")
-        cursor.execute("RESET jit")
+    ballots, players = _bare_query(FLOOR_SQL, start, end)[0]
     return ballots, players
 
 
 def bare(start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    return _bare_query(BARE_SQL, start, end)
+
+
+def _bare_query(statement: str, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     from django.db import connection
 
     with connection.cursor() as cursor:
         # The session settings the recomputation gives itself: sorts in memory, no JIT.
         cursor.execute(f"SET work_mem = '{_work_mem()}'")
         cursor.execute("SET jit = off")
-        cursor.execute(BARE_SQL, {"start": start, "end": end})
+        cursor.execute(statement, {"start": start, "end": end})
         rows = cursor.fetchall()
         cursor.execute("RESET work_mem")
         cursor.execute("RESET jit")
