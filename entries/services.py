@@ -535,6 +535,7 @@ def _create_stake_players_statement() -> tuple[str, tuple[tuple[str, Any], ...]]
         f" SELECT {', '.join(values)}"
         " FROM unnest(%(usernames)s::varchar[], %(external_ids)s::varchar[]) AS u(username, external_id)"
         " ON CONFLICT (username) DO NOTHING"
+        " RETURNING username, id, is_banned"
     )
     return sql, tuple(defaulted)
 
@@ -555,9 +556,10 @@ def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
 
     A player first seen in a stake is created with username ``ext-<playerId>``,
     ``external_account_id`` the ``playerId`` and no usable password (they log
-    in nowhere here). Each is share-locked, like a ballot's player, so a ban
-    waits for the caller's transaction and then voids its ballots, or the
-    caller sees the ban. Call it inside the transaction that enters the stakes.
+    in nowhere here). Each one that existed is share-locked, like a ballot's
+    player, so a ban waits for the caller's transaction and then voids its
+    ballots, or the caller sees the ban; one created here is the caller's
+    until it commits. Call it inside the transaction that enters the stakes.
     """
     if not external_ids:
         return {}
@@ -569,10 +571,16 @@ def players_for_stakes(*, external_ids: set[str]) -> dict[str, StakePlayer]:
             create,
             {**defaults, "password": STAKE_PLAYER_PASSWORD, "usernames": usernames, "external_ids": ordered},
         )
-        # Share-locked like a ballot's player (ballot_submit): a ban waits for
-        # this batch and then voids its ballots, or this batch sees the ban.
-        cursor.execute(_STAKE_PLAYERS_LOCK_SQL, [usernames])
         rows = cursor.fetchall()
+        # The players created here are this transaction's until it commits: no ban can reach them.
+        # The others are share-locked like a ballot's player (ballot_submit): a ban waits for this
+        # batch and then voids its ballots, or this batch sees the ban. This second statement sees
+        # a player that another consumer created after the first one's snapshot (read committed).
+        created = {username for username, _, _ in rows}
+        known = [username for username in usernames if username not in created]
+        if known:
+            cursor.execute(_STAKE_PLAYERS_LOCK_SQL, [known])
+            rows += cursor.fetchall()
     return {username[len("ext-") :]: StakePlayer(pk, banned) for username, pk, banned in rows}
 
 

@@ -1,5 +1,6 @@
 """Races that the database must settle: every test here runs real concurrent transactions."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,26 @@ def test_a_ban_racing_the_draw_either_voids_before_it_or_leaves_the_drawn_result
             assert results[0].voided_ballots == 0
         # Either way the sealed list is exactly today's valid ballots.
         assert draw_verify(draw=draw).matches
+
+
+def test_two_stake_batches_naming_the_same_new_player_both_get_the_one_player_created():
+    # The first batch creates the player; the second one's INSERT waits for that commit, skips
+    # the row, and must still find the player (its lock statement sees what committed since).
+    from django.db import transaction
+
+    from entries.models import Player
+    from entries.services import players_for_stakes
+
+    def batch(pause: float) -> int:
+        with transaction.atomic():
+            found = players_for_stakes(external_ids={"race-7", f"alone-{pause}"})
+            time.sleep(pause)  # the first holds its transaction open while the second waits on its row
+            return found["race-7"].pk
+
+    for _ in range(3):
+        Player.objects.filter(external_account_id="race-7").delete()
+        results = run_together(lambda: batch(0.3), lambda: batch(0.0))
+
+        assert not any(isinstance(result, BaseException) for result in results), results
+        [player] = Player.objects.filter(external_account_id="race-7")
+        assert results == [player.pk, player.pk]
