@@ -48,7 +48,7 @@ BENCHMARKS: dict[str, str] = {
     "award_sms": "award commit to winner SMS beside a broadcast and a ballot load",
     "backfill_metrics": "business metrics: backfill of 30 days (one hour of 1,000,000 ballots) and the trailing window",
     "ballot_submit": "ballots through gunicorn (2 sync workers), wrk 32 connections",
-    "tracing": "ballots with every trace kept and JSON logs, beside tracing off",
+    "tracing": "ballots with every trace kept and JSON logs, beside both off",
     "loadgen": "the load generator driving gunicorn with overlapping bursts at 200 entries/s",
 }
 
