@@ -102,7 +102,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds measured per server and round")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, each measuring both servers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each measuring every server")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--players", type=int, default=60_000)
