@@ -224,7 +224,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # SMS go through a queue of their own, so a long relay drain or a broadcast never delays a winner's message.
 NOTIFICATIONS_QUEUE = "notifications"
-CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE}}
+# Redis keeps a list per priority step (0, 3, 6, 9) and serves 0, the default, first: batches of SMS
+# wait at 9, so a winner's single send never queues behind them (a running batch still ends first).
+SMS_BATCH_PRIORITY = 9
+CELERY_TASK_ROUTES = {
+    "notifications.tasks.send_notification_batch": {"queue": NOTIFICATIONS_QUEUE, "priority": SMS_BATCH_PRIORITY},
+    "notifications.tasks.*": {"queue": NOTIFICATIONS_QUEUE},
+}
 
 # --- Lotteries ------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Celery tasks of the notifications queue: thin, they take ids and call one service.
 
 Routed to the ``notifications`` queue (``CELERY_TASK_ROUTES``), which a
-worker of its own serves, so relay drains and broadcasts never hold a
-winner's SMS back. The database, not the queue, makes a send happen once:
-a task that finds its message taken or done does nothing.
+worker of its own serves, so relay drains never hold a winner's SMS back.
+Within that queue, batches (broadcasts, a drop's not-selected messages) go
+at the lowest priority (``CELERY_TASK_ROUTES``): a single send (a winner's
+SMS) waits for a batch that is running, never behind the batches queued.
+The database, not the queue, makes a send happen once: a task that finds
+its message taken or done does nothing.
 """
 
 from celery import shared_task

@@ -138,3 +138,48 @@ def test_a_failing_gateway_gives_retries_then_failed_and_a_resend_from_admin_del
     notification.refresh_from_db()
     assert (notification.attempts, notification.resent_by_id) == (1, operator.pk)
     assert GatewayMessage.objects.get().gateway_message_id == notification.gateway_message_id
+
+
+BATCH = 50
+
+
+@override_settings(SMS_BROADCAST_BATCH=BATCH, SMS_BATCH_CHAINS=4)
+def test_a_winners_sms_goes_ahead_of_the_queued_batches_of_a_broadcast(make_lottery, make_player, enter):
+    # One process, four chains of 400 ms batches: while one batch runs, three wait in the queue.
+    # The winner's single send must wait for the running batch only, not behind the three.
+    from django.db import transaction
+    from django.utils import timezone
+
+    from entries.models import Player
+    from lotteries.models import Lottery
+    from notifications.models import Broadcast
+    from notifications.services import broadcast_create
+
+    fast_gateway(SMS_BATCH_LATENCY_MIN_MS=400, SMS_BATCH_LATENCY_MAX_MS=400)
+    drop = make_lottery(kind=Lottery.Kind.DROP)
+    fans = Player.objects.bulk_create(
+        Player(username=f"fan-{i:04d}", password="!", phone_number=f"+1557{i:07d}") for i in range(40 * BATCH)
+    )
+
+    def broadcast_sent() -> int:
+        return Notification.objects.filter(kind="broadcast", state="sent").count()
+
+    with notifications_worker():
+        with transaction.atomic():
+            broadcast_create(
+                lottery=drop,
+                players=Player.objects.filter(pk__in=[p.pk for p in fans]),
+                body="A drop opens soon",
+                now=timezone.now(),
+            )
+        wait_for(lambda: broadcast_sent() >= 2 * BATCH, 60, "the broadcast's first batches")
+        before = broadcast_sent()
+        notification = drawn_yesterday(make_player, enter)  # its commit queues the winner's send
+        wait_for(lambda: state_of(notification) == "sent", 60, "the winner's SMS")
+        notification.refresh_from_db()
+        ahead = Notification.objects.filter(kind="broadcast", state="sent", sent_at__lte=notification.sent_at).count()
+
+    assert Broadcast.objects.get(pk=drop.pk).remaining > 0, "the broadcast ended before the winner's SMS was queued"
+    # The batch running when it was queued, and one more that may have ended while the draw committed;
+    # in the order of the queue it would have waited for at least three more.
+    assert ahead - before <= 2 * BATCH, (before, ahead)
