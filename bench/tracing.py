@@ -108,14 +108,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--players", type=int, default=60_000)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers of each server")
     parser.add_argument(
-        "--sampled", type=float, default=0.1, help="also a third server at this sampling ratio (0: none)"
+        "--sampled", type=float, default=0.1, help="also a fourth server at this sampling ratio (0: none)"
     )
     parser.add_argument(
         "--traced-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="more environment for the traced server, e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis",
+        help="more environment for the traced and sampled servers, e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis",
     )
     args = parser.parse_args()
     args.worker_class, args.threads = "sync", 1  # ballot_submit.gunicorn's

@@ -224,8 +224,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # SMS go through a queue of their own, so a long relay drain or a broadcast never delays a winner's message.
 NOTIFICATIONS_QUEUE = "notifications"
-# Redis keeps a list per priority step (0, 3, 6, 9) and serves 0, the default, first: batches of SMS
-# wait at 9, so a winner's single send never queues behind them (a running batch still ends first).
+# Redis (the broker; RabbitMQ's priorities run the other way) keeps a list per priority step (0, 3, 6, 9)
+# and serves 0, the default, first: batches of SMS wait at 9, so a winner's single send never queues
+# behind them (a running batch still ends first; with late acks and a prefetch of 1 nothing else is held).
 SMS_BATCH_PRIORITY = 9
 CELERY_TASK_ROUTES = {
     "notifications.tasks.send_notification_batch": {"queue": NOTIFICATIONS_QUEUE, "priority": SMS_BATCH_PRIORITY},

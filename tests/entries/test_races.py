@@ -152,23 +152,52 @@ def test_a_ban_racing_the_draw_either_voids_before_it_or_leaves_the_drawn_result
 
 
 def test_two_stake_batches_naming_the_same_new_player_both_get_the_one_player_created():
-    # The first batch creates the player; the second one's INSERT waits for that commit, skips
-    # the row, and must still find the player (its lock statement sees what committed since).
-    from django.db import transaction
+    # The first batch creates the player and holds its transaction open; the second one's INSERT
+    # waits for that commit, skips the row, and must still find the player: its lock statement
+    # sees what committed since the INSERT's snapshot.
+    import threading
+
+    from django.db import connection, transaction
 
     from entries.models import Player
     from entries.services import players_for_stakes
 
-    def batch(pause: float) -> int:
-        with transaction.atomic():
-            found = players_for_stakes(external_ids={"race-7", f"alone-{pause}"})
-            time.sleep(pause)  # the first holds its transaction open while the second waits on its row
-            return found["race-7"].pk
+    pause = 0.5
+    created = threading.Event()
+    results: dict[str, object] = {}
+    waited: list[float] = []
 
-    for _ in range(3):
-        Player.objects.filter(external_account_id="race-7").delete()
-        results = run_together(lambda: batch(0.3), lambda: batch(0.0))
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = players_for_stakes(external_ids={"race-7", "alone-1"})["race-7"].pk
+                created.set()
+                time.sleep(pause)  # the second batch starts now and waits on the row
+        except BaseException as error:  # for the assertion below
+            results["first"] = error
+            created.set()
+        finally:
+            connection.close()
 
-        assert not any(isinstance(result, BaseException) for result in results), results
-        [player] = Player.objects.filter(external_account_id="race-7")
-        assert results == [player.pk, player.pk]
+    def second() -> None:
+        created.wait(10)
+        started = time.monotonic()
+        try:
+            with transaction.atomic():
+                results["second"] = players_for_stakes(external_ids={"race-7", "alone-2"})["race-7"].pk
+        except BaseException as error:  # a player missing from the answer is a KeyError
+            results["second"] = error
+        finally:
+            waited.append(time.monotonic() - started)
+            connection.close()
+
+    Player.objects.filter(external_account_id="race-7").delete()
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    [player] = Player.objects.filter(external_account_id="race-7")
+    assert (results["first"], results["second"]) == (player.pk, player.pk), results
+    assert waited[0] >= pause * 0.8, waited  # it did wait for the first batch's commit
