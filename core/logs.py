@@ -237,6 +237,10 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     # admin connection every KAFKA_TOPICS_CHECK_SECONDS: a score of lines each time. Shown at DEBUG; warnings always.
     # Its group coordinator's lines (joined, partitions assigned) come once per rebalance, and stay.
     kafka = level.upper() if level.upper() == "DEBUG" else max(level.upper(), "WARNING", key=logging.getLevelName)
+    # django-axes announces its version and lockout mode as the apps load, in every process, before the
+    # process has named itself (core.process.started): a line that would say service "cli" in the relay, the
+    # consumer, the worker and beat. Shown at DEBUG, like kafka-python's connections; its lockouts log elsewhere.
+    axes_banner = kafka
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -254,6 +258,7 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             "celery.beat": routine,
             "kafka": {"level": kafka},
             "kafka.coordinator": {"level": level.upper()},
+            "axes.apps": {"level": axes_banner},
         },
     }
 

@@ -245,6 +245,10 @@ def test_a_ballot_is_one_trace_from_the_request_to_its_kafka_message(platform, m
     assert {s.service for s in spans} <= {"web", *RELAYS}
     # Every line of every process is JSON; the request's lines (those of its request_id) carry its trace.
     logs = {name: service.log() for name, service in platform.services.items()}
+    # Each process names itself on every line, from its first one (none says "cli").
+    assert {name: {line["service"] for line in lines} for name, lines in logs.items()} == {
+        name: {name} for name in logs
+    }
     traced = [line for line in logs["web"] if line.get("trace_id") == trace_id]
     assert traced, logs["web"][-20:]
     request_ids = {line["request_id"] for line in traced} - {None}
