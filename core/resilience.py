@@ -1,4 +1,5 @@
-"""What every long-running loop (relay, stake consumer) needs to ride out an outage of PostgreSQL or Kafka.
+"""What every long-running loop (relay, stake consumer) needs to ride out an outage of PostgreSQL or Kafka,
+and the retries of the Celery tasks that the database's failures interrupt.
 
 A loop that meets an outage drops its database connection (a restarted
 server leaves it dead, and Django only replaces a connection it was told is
@@ -9,8 +10,29 @@ starts and once when it ends, not at every try.
 import contextlib
 import logging
 import time
+from typing import TypedDict
 
-from django.db import connection
+from django.db import OperationalError, connection
+
+
+class TaskRetries(TypedDict):
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+# A task's options (``@shared_task(**DATABASE_RETRIES)``) when what may interrupt it is the database:
+# unreachable, a deadlock, a serialization failure, all of which recover. Retried with exponential
+# backoff and jitter, at most a minute apart, eight times; the task itself must be safe to run again.
+DATABASE_RETRIES: TaskRetries = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
 
 
 class Outage:

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError
 from django.utils import timezone
 
+from core.resilience import DATABASE_RETRIES
 from lifecycle.services import daily_lottery_open, lottery_close, scheduled_lottery_open
 from lotteries.errors import LotteryNotDue, LotteryNotFound
 from lotteries.models import Lottery, TransitionSource
@@ -70,36 +70,18 @@ def arm_lottery_timers() -> int:
     return lottery_timers_arm(lotteries_with_moments_before(now=now, until=horizon), now=now)
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock, serialization: all recover
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(**DATABASE_RETRIES)
 def close_lottery(lottery_id: int, source: str = TransitionSource.BEAT) -> str:
     outcome = lottery_close(lottery_id=lottery_id, source=source)
     return outcome.lottery.state
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock, serialization: all recover
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(**DATABASE_RETRIES)
 def open_lottery(lottery_id: int, source: str = TransitionSource.BEAT) -> str:
     return scheduled_lottery_open(lottery_id=lottery_id, source=source).lottery.state
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock, serialization: all recover
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(**DATABASE_RETRIES)
 def lottery_timer(lottery_id: int, action: str) -> str:
     """At a lottery's ``opens_at`` or ``closes_at`` (queued with that ``eta``): open it, or close and draw it.
 
@@ -151,13 +133,7 @@ def lottery_timers_arm(lotteries: Sequence[Lottery], *, now: datetime | None = N
     return queued
 
 
-@shared_task(
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock, serialization: all recover
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(**DATABASE_RETRIES)
 def draw_lotteries(lottery_ids: list[int]) -> list[str]:
     """Draw the pools a batch of stakes filled (queued after its commit), one transaction each.
 

@@ -10,19 +10,12 @@ its message taken or done does nothing.
 """
 
 from celery import shared_task
-from django.db import OperationalError
 
+from core.resilience import DATABASE_RETRIES
 from notifications.services import notification_batch_send, notification_send, notifications_sweep
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock: the message waits in its state
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(ignore_result=True, **DATABASE_RETRIES)
 def send_notification(notification_id: int) -> str:
     """Send one message; after a failed attempt, queue the retry for when its backoff ends (beat sweeps too)."""
     outcome = notification_send(notification_id=notification_id)
@@ -31,14 +24,7 @@ def send_notification(notification_id: int) -> str:
     return "sent" if outcome.sent else "not sent"
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),  # database unreachable, deadlock: the message waits in its state
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(ignore_result=True, **DATABASE_RETRIES)
 def send_notification_batch(lottery_id: int, kind: str) -> int:
     """Send one batch of a lottery's messages of a batched kind, then hand the rest to a fresh task."""
     outcome = notification_batch_send(lottery_id=lottery_id, kind=kind)
