@@ -236,11 +236,10 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     # kafka-python says INFO at every connection, and the relay and the consumer check their topics with a new
     # admin connection every KAFKA_TOPICS_CHECK_SECONDS: a score of lines each time. Shown at DEBUG; warnings always.
     # Its group coordinator's lines (joined, partitions assigned) come once per rebalance, and stay.
-    kafka = level.upper() if level.upper() == "DEBUG" else max(level.upper(), "WARNING", key=logging.getLevelName)
-    # django-axes announces its version and lockout mode as the apps load, in every process, before the
-    # process has named itself (core.process.started): a line that would say service "cli" in the relay, the
-    # consumer, the worker and beat. Shown at DEBUG, like kafka-python's connections; its lockouts log elsewhere.
-    axes_banner = kafka
+    # django-axes's banner (its version and lockout mode) is shown at DEBUG too: logged as the apps load in every
+    # process, before the process has named itself (core.process.started), it would say service "cli" in the
+    # relay, the consumer, the worker and beat. Its failed logins and lockouts come from other loggers.
+    quiet = level.upper() if level.upper() == "DEBUG" else max(level.upper(), "WARNING", key=logging.getLevelName)
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -256,9 +255,9 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             "celery.worker.strategy": routine,
             "celery.app.trace": routine,
             "celery.beat": routine,
-            "kafka": {"level": kafka},
+            "kafka": {"level": quiet},
             "kafka.coordinator": {"level": level.upper()},
-            "axes.apps": {"level": axes_banner},
+            "axes.apps": {"level": quiet},
         },
     }
 

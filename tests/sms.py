@@ -7,6 +7,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
 from core.models import LiveSetting
+from entries.models import Player
 from lottery_site.celery import app
 
 # No waiting: the simulated gateway answers at once unless a test says otherwise.
@@ -38,3 +39,10 @@ def notifications_worker() -> Iterator[object]:
             yield worker
     finally:
         queues._consume_from = selected  # type: ignore[attr-defined]
+
+
+def players_with_phones(n: int, *, prefix: str) -> list[Player]:
+    """``n`` players, each with a phone number of their own: an audience for a broadcast."""
+    return Player.objects.bulk_create(
+        Player(username=f"{prefix}-{i:05d}", password="!", phone_number=f"+1556{i:07d}") for i in range(n)
+    )

@@ -1,16 +1,18 @@
 """Races that the database must settle: every test here runs real concurrent transactions."""
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from draws.models import Draw
 from draws.services import draw_verify
 from entries.errors import BallotLimitReached, DuplicateEntry, PlayerBanned
-from entries.models import Ballot
-from entries.services import ballot_submit, player_ban
+from entries.models import Ballot, Player
+from entries.services import ballot_submit, player_ban, players_for_stakes
 from lifecycle.services import lottery_close
 from lotteries.errors import LotteryClosed
 from tests.concurrency import run_together
@@ -155,49 +157,31 @@ def test_two_stake_batches_naming_the_same_new_player_both_get_the_one_player_cr
     # The first batch creates the player and holds its transaction open; the second one's INSERT
     # waits for that commit, skips the row, and must still find the player: its lock statement
     # sees what committed since the INSERT's snapshot.
-    import threading
-
-    from django.db import connection, transaction
-
-    from entries.models import Player
-    from entries.services import players_for_stakes
-
     pause = 0.5
     created = threading.Event()
-    results: dict[str, object] = {}
-    waited: list[float] = []
 
-    def first() -> None:
+    def first() -> int:
         try:
             with transaction.atomic():
-                results["first"] = players_for_stakes(external_ids={"race-7", "alone-1"})["race-7"].pk
+                pk = players_for_stakes(external_ids={"race-7", "alone-1"})["race-7"].pk
                 created.set()
                 time.sleep(pause)  # the second batch starts now and waits on the row
-        except BaseException as error:  # for the assertion below
-            results["first"] = error
-            created.set()
+                return pk
         finally:
-            connection.close()
+            created.set()
 
-    def second() -> None:
+    def second() -> tuple[int, float]:
         created.wait(10)
         started = time.monotonic()
-        try:
-            with transaction.atomic():
-                results["second"] = players_for_stakes(external_ids={"race-7", "alone-2"})["race-7"].pk
-        except BaseException as error:  # a player missing from the answer is a KeyError
-            results["second"] = error
-        finally:
-            waited.append(time.monotonic() - started)
-            connection.close()
+        with transaction.atomic():  # a player missing from the answer is a KeyError
+            pk = players_for_stakes(external_ids={"race-7", "alone-2"})["race-7"].pk
+        return pk, time.monotonic() - started
 
     Player.objects.filter(external_account_id="race-7").delete()
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = run_together(first, second)
 
+    assert not any(isinstance(result, BaseException) for result in results), results
+    (first_pk, (second_pk, waited)) = results
     [player] = Player.objects.filter(external_account_id="race-7")
-    assert (results["first"], results["second"]) == (player.pk, player.pk), results
-    assert waited[0] >= pause * 0.8, waited  # it did wait for the first batch's commit
+    assert (first_pk, second_pk) == (player.pk, player.pk), results
+    assert waited >= pause * 0.8, waited  # it did wait for the first batch's commit

@@ -19,15 +19,9 @@ from notifications.services import (
 )
 from tests.concurrency import Worker, wait_for
 from tests.notifications.test_workers import LEASE
-from tests.sms import fast_gateway
+from tests.sms import fast_gateway, players_with_phones
 
 PLAYERS = 10_000
-
-
-def players(n: int, *, prefix: str) -> list[Player]:
-    return Player.objects.bulk_create(
-        Player(username=f"{prefix}-{i:05d}", password="!", phone_number=f"+1556{i:07d}") for i in range(n)
-    )
 
 
 @pytest.mark.django_db
@@ -35,8 +29,8 @@ def players(n: int, *, prefix: str) -> list[Player]:
 def test_a_broadcast_writes_one_sms_per_chosen_player_once_and_records_its_progress(make_lottery):
     fast_gateway()
     drop = make_lottery(kind=Lottery.Kind.DROP)
-    chosen = players(10, prefix="fan")
-    players(3, prefix="other")
+    chosen = players_with_phones(10, prefix="fan")
+    players_with_phones(3, prefix="other")
     silent = Player.objects.create(username="no-phone", password="!")
     audience = Player.objects.filter(pk__in=[p.pk for p in chosen] + [silent.pk])
 
@@ -64,7 +58,7 @@ def test_a_broadcast_writes_one_sms_per_chosen_player_once_and_records_its_progr
 def test_failed_broadcast_messages_count_as_failed_and_a_resend_makes_one_remaining_again(make_lottery):
     fast_gateway(SMS_FAILURE_RATE=1, SMS_MAX_ATTEMPTS=1)
     drop = make_lottery(kind=Lottery.Kind.DROP)
-    fans = players(3, prefix="fan")
+    fans = players_with_phones(3, prefix="fan")
     with transaction.atomic():
         broadcast_create(lottery=drop, players=Player.objects.filter(pk__in=[p.pk for p in fans]), body="hi",
                          now=timezone.now())  # fmt: skip
@@ -90,7 +84,7 @@ def test_a_broadcast_to_ten_thousand_players_reaches_each_once_even_when_a_worke
     # 500 messages a batch, 400 ms a batch, four chains: the worker is killed a few batches in.
     fast_gateway(SMS_BATCH_LATENCY_MIN_MS=400, SMS_BATCH_LATENCY_MAX_MS=400)
     drop = make_lottery(kind=Lottery.Kind.DROP)
-    audience = players(PLAYERS, prefix="fan")
+    audience = players_with_phones(PLAYERS, prefix="fan")
     first = Worker(**LEASE)
     try:
         with transaction.atomic():

@@ -13,18 +13,21 @@ import pytest
 from django.conf import settings
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
+from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import timezone
 
+from entries.models import Player
 from lifecycle.services import daily_lottery_open, lottery_close
-from lotteries.models import TransitionSource
+from lotteries.models import Lottery, TransitionSource
 from lotteries.services import lottery_today
 from lottery_site.celery import app
-from notifications.models import GatewayMessage, Notification
-from notifications.services import notifications_sweep
+from notifications.models import Broadcast, GatewayMessage, Notification
+from notifications.services import broadcast_create, notifications_sweep
 from notifications.tasks import send_notification
 from tests.concurrency import Worker, wait_for
-from tests.sms import fast_gateway, notifications_worker
+from tests.sms import fast_gateway, notifications_worker, players_with_phones
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -147,19 +150,9 @@ BATCH = 50
 def test_a_winners_sms_goes_ahead_of_the_queued_batches_of_a_broadcast(make_lottery, make_player, enter):
     # One process, four chains of 400 ms batches: while one batch runs, three wait in the queue.
     # The winner's single send must wait for the running batch only, not behind the three.
-    from django.db import transaction
-    from django.utils import timezone
-
-    from entries.models import Player
-    from lotteries.models import Lottery
-    from notifications.models import Broadcast
-    from notifications.services import broadcast_create
-
     fast_gateway(SMS_BATCH_LATENCY_MIN_MS=400, SMS_BATCH_LATENCY_MAX_MS=400)
     drop = make_lottery(kind=Lottery.Kind.DROP)
-    fans = Player.objects.bulk_create(
-        Player(username=f"fan-{i:04d}", password="!", phone_number=f"+1557{i:07d}") for i in range(40 * BATCH)
-    )
+    fans = players_with_phones(40 * BATCH, prefix="fan")
 
     def broadcast_sent() -> int:
         return Notification.objects.filter(kind="broadcast", state="sent").count()
