@@ -281,3 +281,23 @@ def configure(config: Mapping[str, Any]) -> None:
     )
     logging.config.dictConfig(dict(config))
     logging.captureWarnings(True)  # a Python warning is a line like the others (logger py.warnings), not raw text
+
+
+def _celery_said(msg: str, f: Any = None) -> None:
+    logging.getLogger("celery.apps.worker").info(msg.strip())
+
+
+def celery_notices_to_the_log() -> None:
+    """The Celery worker's own notices become log lines like the others, instead of raw text on stdout.
+
+    From its signal handlers the worker prints a few notices straight to
+    stdout, past logging: "worker: Warm shutdown (MainProcess)" on SIGTERM,
+    the cold-shutdown and Ctrl+C warnings, the thread dump of SIGUSR1. Each
+    was the one line of a stopping worker that was not JSON. Celery looks its
+    ``safe_say`` up when it calls it, so replacing it here routes them all
+    (logger ``celery.apps.worker``, INFO). Celery writes from the same signal
+    handlers, to a stream as well; this only changes which one and its form.
+    """
+    from celery.apps import worker
+
+    worker.safe_say = _celery_said  # type: ignore[attr-defined]  # not in the stubs

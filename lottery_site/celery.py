@@ -65,8 +65,12 @@ def _logging(**kwargs: Any) -> None:
 
 @celeryd_init.connect
 def _worker_named(**kwargs: Any) -> None:
-    # The main worker process's own lines (connected, task received) name the service as its children do.
+    from core.logs import celery_notices_to_the_log
+
+    # The main worker process's own lines (connected, task received) name the service as its children do,
+    # and its notices on shutdown are lines of the log too.
     os.environ.setdefault("OTEL_SERVICE_NAME", "worker")
+    celery_notices_to_the_log()
 
 
 @worker_process_init.connect

@@ -165,8 +165,11 @@ class Worker(_LoggingProcess):
 
     def output(self) -> str:
         """What it wrote so far: stdout, then stderr."""
-        out = os.pread(self._out.fileno(), 1 << 24, 0).decode(errors="replace")
-        return out + os.pread(self._err.fileno(), 1 << 24, 0).decode(errors="replace")
+        return self.stdout() + os.pread(self._err.fileno(), 1 << 24, 0).decode(errors="replace")
+
+    def stdout(self) -> str:
+        """What it wrote to stdout so far (its log is stderr)."""
+        return os.pread(self._out.fileno(), 1 << 24, 0).decode(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait until it says it is ready ("celery@host ready.") to take tasks."""

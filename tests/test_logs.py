@@ -309,6 +309,16 @@ def test_a_task_that_a_request_queued_logs_with_that_requests_id(gunicorn, worke
 
 
 @pytest.mark.slow
+def test_a_worker_stopped_by_sigterm_says_so_in_its_log_and_nowhere_else(worker):
+    worker.stop()  # a warm shutdown: Celery's handler of SIGTERM
+
+    assert worker.process.returncode == 0
+    assert worker.stdout() == ""
+    (notice,) = [line for line in worker.log() if line["event"] == "worker: Warm shutdown (MainProcess)"]
+    assert (notice["service"], notice["level"], notice["logger"]) == ("worker", "info", "celery.apps.worker")
+
+
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_relay_sweeps_that_find_nothing_write_nothing_at_info(worker):
     started = len(worker.log())
