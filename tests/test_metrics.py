@@ -239,6 +239,25 @@ def test_the_platform_gauges_are_served_by_web_alone(client):
     assert "lottery_outbox_backlog" in web
 
 
+@pytest.mark.django_db
+def test_made_up_http_methods_add_no_series_to_web_metrics(client):
+    """Every method label is an HTTP method or ``<invalid method>``: inventing methods grows no series."""
+    client.get("/api/v1/lotteries")
+    client.get("/metrics")  # the scrape's own series, from the next scrape on
+
+    for number in range(5):
+        assert client.generic(f"MADEUP{number}", "/api/v1/lotteries").status_code == 405
+    after = parse(client.get("/metrics").content.decode())
+    assert client.generic("MADEUP9", "/api/v1/lotteries").status_code == 405
+    again = parse(client.get("/metrics").content.decode())
+
+    methods = {dict(labels)["method"] for _, labels in again if "method" in dict(labels)}
+    assert "<invalid method>" in methods
+    standard = {"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"}
+    assert methods <= standard | {"<invalid method>"}
+    assert set(again) == set(after)  # a sixth made-up method: not one series more
+
+
 def test_many_amounts_observed_at_once_come_out_as_observed_one_by_one():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
