@@ -113,7 +113,14 @@ _DEGRADED = ("lottery_pipeline_degraded", "1 when the event pipeline is degraded
 _PROBLEM = ("lottery_pipeline_problem", "1 for each reason readiness gives for a degraded pipeline, 0 for the others")
 _HEARTBEAT_AGE = ("lottery_heartbeat_age_seconds", "Seconds since a process (relay, consumer) last beat")
 _LIMIT = ("lottery_pipeline_limit_seconds", "The ages past which readiness calls the pipeline degraded, by figure")
-PROBLEMS = ("outbox_stalled", "parked_events", *(f"{p}_heartbeat_{s}" for p in PROCESSES for s in ("stale", "missing")))
+# When web cannot read the pipeline's state (PostgreSQL or Redis down for it), the one problem it reports.
+UNREADABLE = "pipeline_unreadable"
+PROBLEMS = (
+    "outbox_stalled",
+    "parked_events",
+    *(f"{p}_heartbeat_{s}" for p in PROCESSES for s in ("stale", "missing")),
+    UNREADABLE,
+)
 
 
 class PipelineCollector(Collector):
@@ -133,7 +140,12 @@ class PipelineCollector(Collector):
         try:
             status = pipeline_status()
         except Exception as error:  # a scrape reports what it can; it must not fail
+            # Degraded, and why: with no sample at all the heartbeat and outbox alerts would stay blind.
             logger.warning("pipeline metrics unavailable", exc_info=error)
+            yield GaugeMetricFamily(*_DEGRADED, value=1.0)
+            unreadable = GaugeMetricFamily(*_PROBLEM, labels=["problem"])
+            unreadable.add_metric([UNREADABLE], 1.0)
+            yield unreadable
             return
         yield GaugeMetricFamily(*_DEGRADED, value=float(status.degraded))
         problems = GaugeMetricFamily(*_PROBLEM, labels=["problem"])

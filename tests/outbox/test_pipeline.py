@@ -13,6 +13,7 @@ from outbox import pipeline
 from outbox.coordination import redis_client
 from outbox.models import OutboxEvent
 from tests.concurrency import manage_py
+from tests.kafka import free_port
 from tests.metrics import parse, value
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("kafka_broker")]
@@ -108,7 +109,24 @@ def test_metrics_show_what_readiness_judges_by_and_its_limits(settings):
     assert problems == {
         "outbox_stalled": 1, "parked_events": 1, "consumer_heartbeat_missing": 1,
         "relay_heartbeat_stale": 0, "relay_heartbeat_missing": 0, "consumer_heartbeat_stale": 0,
+        "pipeline_unreadable": 0,
     }  # fmt: skip
+
+
+def test_metrics_say_the_pipeline_is_degraded_and_unreadable_while_redis_cannot_be_asked(settings):
+    beat_all()
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    redis_client.cache_clear()
+    try:
+        status, body = ready()
+        samples = parse(Client().get("/metrics").content.decode())
+    finally:
+        redis_client.cache_clear()
+
+    assert status == 503 and body["pipeline"]["status"] == "unknown", body
+    # the heartbeat and outbox alerts cannot see anything: the scrape says so, for PipelineUnreadable
+    assert value(samples, "lottery_pipeline_degraded") == 1
+    assert value(samples, "lottery_pipeline_problem", problem="pipeline_unreadable") == 1
 
 
 @pytest.mark.slow
