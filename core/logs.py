@@ -30,6 +30,8 @@ import json
 import logging
 import logging.config
 import sys
+import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from datetime import date, datetime
 from typing import Any
@@ -169,6 +171,51 @@ class RoutineLines(logging.Filter):
         return True
 
 
+class RepeatedBrokerLines(logging.Filter):
+    """kafka-python's warnings and errors, each kind once a minute; its repeats meanwhile held back.
+
+    While a broker is down, kafka-python logs each failed connection and its
+    backoff, several lines a second in every process that talks to Kafka (the
+    relay, the stake consumer, a worker running relay runs), where the
+    platform's own WARNING already says that Kafka is unavailable. A kind is
+    the logger and the message's text before its arguments. The first line
+    of a kind passes; the same kind again within ``WINDOW_SECONDS`` is held
+    back (at ``LOG_LEVEL=DEBUG`` every line shows); the next one to pass
+    carries ``repeated``, how many were held back. A filter of the handler,
+    which decides for itself: a logger's own filter would not see its
+    children's records, and the record is left as it came for other handlers.
+    """
+
+    WINDOW_SECONDS = 60.0
+    MAX_KINDS = 1000  # a message built with its values (no arguments) makes a kind each: forget them past this
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self._passed: dict[tuple[str, object], float] = {}
+        self._held: dict[tuple[str, object], int] = {}
+        self._lock = threading.Lock()  # kafka-python logs from its own threads too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not (record.name == "kafka" or record.name.startswith("kafka.")):
+            return True
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        kind, now = (record.name, record.msg), time.monotonic()
+        with self._lock:
+            passed = self._passed.get(kind)
+            if passed is None or now - passed >= self.WINDOW_SECONDS:
+                if len(self._passed) >= self.MAX_KINDS:
+                    self._passed.clear()
+                    self._held.clear()
+                self._passed[kind] = now
+                held = self._held.pop(kind, 0)
+                if held:
+                    record.repeated = held
+                return True
+            self._held[kind] = self._held.get(kind, 0) + 1
+        return False
+
+
 # What a task inherits from the context that queued it: the request's id (and the queuing task's, as parent).
 TASK_INHERITED_KEYS = ("request_id", "parent_task_id")
 
@@ -235,7 +282,8 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     routine = {"filters": ["routine"]}
     # kafka-python says INFO at every connection, and the relay and the consumer check their topics with a new
     # admin connection every KAFKA_TOPICS_CHECK_SECONDS: a score of lines each time. Shown at DEBUG; warnings always.
-    # Its group coordinator's lines (joined, partitions assigned) come once per rebalance, and stay.
+    # Its group coordinator's lines (joined, partitions assigned) come once per rebalance, and stay. Its warnings
+    # and errors repeat several times a second while a broker is down: each kind once a minute (RepeatedBrokerLines).
     # django-axes's banner (its version and lockout mode) is shown at DEBUG too: logged as the apps load in every
     # process, before the process has named itself (core.process.started), it would say service "cli" in the
     # relay, the consumer, the worker and beat. Its failed logins and lockouts come from other loggers.
@@ -244,10 +292,18 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structured": {"()": "core.logs.formatter", "fmt": fmt}},
-        "filters": {"routine": {"()": "core.logs.RoutineLines"}},
+        "filters": {
+            "routine": {"()": "core.logs.RoutineLines"},
+            "repeated_broker_lines": {"()": "core.logs.RepeatedBrokerLines"},
+        },
         "handlers": {
             # sys.__stderr__: a Celery worker replaces sys.stderr with a proxy that logs what is written to it.
-            "stderr": {"class": "logging.StreamHandler", "formatter": "structured", "stream": "ext://sys.__stderr__"},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "structured",
+                "stream": "ext://sys.__stderr__",
+                "filters": ["repeated_broker_lines"],
+            },
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {

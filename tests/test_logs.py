@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 
-from core.logs import FIRST_KEYS, formatter
+from core.logs import FIRST_KEYS, RepeatedBrokerLines, formatter
 from core.process import service_name
 from lifecycle.tasks import lottery_timer
 from lottery_site.celery import app as celery_app
@@ -133,6 +134,33 @@ def test_a_bad_log_setting_stops_a_process_at_start_saying_why(name, value, mess
 
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_kafka_pythons_warnings_show_once_a_minute_each_and_then_say_how_many_were_held_back():
+    handler, stream = capture("json")
+    repeated = RepeatedBrokerLines()
+    repeated.WINDOW_SECONDS = 0.5
+    handler.addFilter(repeated)
+    kafka, ours = logging.getLogger("kafka.net.manager"), logging.getLogger("outbox.relay")
+    try:
+        for attempt in range(5):  # a broker down: kafka-python's reconnects, and our own warnings
+            kafka.error("Connection failed: %s", f"KafkaConnectionError: 111 ECONNREFUSED (attempt {attempt})")
+            kafka.warning("Bootstrap connection to %s failed", "bootstrap-0")
+            ours.warning("Kafka unavailable")
+        time.sleep(0.6)
+        kafka.error("Connection failed: %s", "KafkaConnectionError: 111 ECONNREFUSED (attempt 5)")
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    logged = [
+        (line["logger"], line["level"], line["event"], line.get("repeated")) for line in log_lines(stream.getvalue())
+    ]
+    assert logged == [
+        ("kafka.net.manager", "error", "Connection failed: KafkaConnectionError: 111 ECONNREFUSED (attempt 0)", None),
+        ("kafka.net.manager", "warning", "Bootstrap connection to bootstrap-0 failed", None),
+        *[("outbox.relay", "warning", "Kafka unavailable", None)] * 5,  # the platform's own lines are never held
+        ("kafka.net.manager", "error", "Connection failed: KafkaConnectionError: 111 ECONNREFUSED (attempt 5)", 4),
+    ]
 
 
 def test_celerys_line_for_every_task_run_and_beats_for_every_send_are_debug(lines):
