@@ -14,8 +14,12 @@ worker started with ``OTEL_SERVICE_NAME=notifier``).
 """
 
 import gc
+import logging
 import os
 import threading
+from typing import NoReturn
+
+from django.core.exceptions import ImproperlyConfigured
 
 from core import tracing
 
@@ -40,8 +44,21 @@ def started(service: str) -> None:
     tracing.setup(_service)
     from core.prometheus import process_started  # after the fork: gunicorn's post_fork runs before Django is set up
 
-    process_started(service)
+    try:
+        process_started(service)
+    except ImproperlyConfigured as error:  # its metrics port cannot be opened, say
+        refuse_to_start(_service, error)
     settled()
+
+
+def refuse_to_start(service: str, reason: object) -> NoReturn:
+    """A long-running process that cannot start: why, as one CRITICAL line of its log, then exit status 1.
+
+    Not a traceback on stderr: the log shipper reads every line as JSON, and
+    this is the line an operator most needs to find.
+    """
+    logging.getLogger(__name__).critical("%s not started: %s", service, reason, extra={"reason": str(reason)})
+    raise SystemExit(1)
 
 
 def settled() -> None:

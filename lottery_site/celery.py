@@ -32,13 +32,14 @@ def _worker_main_started(sender: Any, **kwargs: Any) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     from core import prometheus
+    from core.process import refuse_to_start, service_name
 
     pool = concurrency.get_implementation(sender.pool_cls)
     prefork = isinstance(pool, type) and issubclass(pool, TaskPool)
     try:
         prometheus.worker_started(prefork=prefork, collectors=[task_metrics.QueueDepthCollector(app)])
     except ImproperlyConfigured as error:
-        raise SystemExit(f"worker not started: {error}") from error  # Celery would log any Exception and go on
+        refuse_to_start(service_name(), error)  # SystemExit: Celery would log any Exception and go on
 
 
 class _TaskLogContextStep(bootsteps.Step):

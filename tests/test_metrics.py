@@ -8,6 +8,7 @@ import importlib
 import json
 import pkgutil
 import re
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -27,7 +28,7 @@ from lotteries.models import Lottery
 from lottery_site.celery import app
 from notifications.tasks import sweep_notifications
 from outbox.tasks import purge_outbox
-from tests.concurrency import CeleryWorker
+from tests.concurrency import CeleryWorker, log_lines, manage_py
 from tests.kafka import free_port
 from tests.metrics import parse, value, wait_for_scrape
 from tests.servers import gunicorn_server, request
@@ -171,10 +172,32 @@ def test_a_prefork_worker_with_a_metrics_port_but_no_multiprocess_directory_refu
     try:
         worker.process.wait(60)
     finally:
-        output = worker.stop()
+        worker.stop()
 
-    assert worker.process.returncode != 0
-    assert "WORKER_METRICS_PORT with the prefork pool needs PROMETHEUS_MULTIPROC_DIR" in output
+    assert worker.process.returncode == 1
+    (refusal,) = [line for line in worker.log() if line["level"] == "critical"]  # every line JSON
+    assert refusal["event"].startswith("worker not started: WORKER_METRICS_PORT with the prefork pool needs")
+    assert worker.stdout() == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "service", "variable"),
+    [("relay_outbox", "relay", "RELAY_METRICS_PORT"), ("consume_stakes", "consumer", "STAKES_CONSUMER_METRICS_PORT")],
+)
+def test_a_process_whose_metrics_port_is_taken_says_why_in_one_json_line_and_exits_1(command, service, variable):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        process = manage_py(command, env={variable: str(taken.getsockname()[1]), "METRICS_BIND_ADDRESS": "127.0.0.1"})
+        returncode, out, err = process.wait(timeout=60)
+
+    assert returncode == 1
+    lines = log_lines(err)  # fails on a line that is not JSON: no traceback
+    (refusal,) = [line for line in lines if line["level"] == "critical"]
+    assert refusal["service"] == service
+    assert refusal["event"].startswith(f"{service} not started: metrics port 127.0.0.1:")
+    assert "cannot be opened" in refusal["reason"]
+    assert out == ""
 
 
 # --- every metric is in docs/observability.md --------------------------------------------------------
