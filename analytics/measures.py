@@ -86,7 +86,7 @@ GROUP BY GROUPING SETS ((2, l.kind, l.currency, e.hour), (2, l.kind, l.currency)
     ),
     source="entries_ballot (created_at) and entries_stake (created_at)",
 )
-HOUR_LEVEL, DAY_LEVEL, ALL_DAY_LEVEL = 0, 1, 3  # ENTRIES' grouping(hour, kind) per grouping set
+HOUR_LEVEL, DAY_LEVEL, ALL_DAY_LEVEL = 0, 2, 3  # ENTRIES' grouping(hour, kind) per grouping set (hour is bit 2)
 
 # The stake consumer's messages, before they reach a pool: the (pool, "") row. Applied ones are
 # the stakes stored; received, duplicate and dead-lettered are the hourly counters the consumer

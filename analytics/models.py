@@ -19,7 +19,7 @@ The tables are plain, for SQL readers such as Grafana's PostgreSQL data
 source: ``business_metrics_hourly`` (``hour`` timestamptz, ``day`` the date
 in LOTTERY_TIME_ZONE the hour starts in), ``business_metrics_daily_players``,
 and the views ``business_metrics_rolling_24h`` and ``business_metrics_daily``
-(migration 0002).
+(migration 0003; 0005 redefines the daily one).
 """
 
 from django.db import models
