@@ -4,7 +4,7 @@ Staff with ``analytics.view_business_metrics`` (the operations and
 compliance roles) only; anyone else gets 403, as at every staff door.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -20,9 +20,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import measures
-from analytics.days import hour_ceil
+from analytics.days import refresh_window, within_bounds
 from analytics.models import ALL_KINDS, VIEW_BUSINESS_METRICS, DailySummary, HourlyMetric
-from analytics.selectors import HourCheck, Reconciliation, daily_summary, hourly_metrics, reconciliation
+from analytics.selectors import (
+    HourCheck,
+    Mismatch,
+    Reconciliation,
+    daily_summary,
+    hourly_metrics,
+    reconciliation,
+)
 from core.authorization import may
 from core.currencies import MINOR_UNITS, format_money
 from core.errors import PermissionDenied
@@ -99,19 +106,12 @@ class DailyOutput(serializers.ModelSerializer[DailySummary]):
         fields = ["day", "kind", "currency", *measures.COLUMNS, "ballots_refused"]
 
 
-EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-
-
 class MomentField(Rfc3339DateTimeField):
     """An RFC 3339 date-time between 1900 and 9000 (UTC): hours and days can be counted around it."""
 
     def to_internal_value(self, value: Any) -> datetime:
         moment = super().to_internal_value(value)
-        try:
-            in_range = EARLIEST <= moment.astimezone(UTC) <= LATEST
-        except OverflowError:
-            in_range = False
-        if not in_range:
+        if not within_bounds(moment):
             raise serializers.ValidationError("Must lie between 1900-01-01T00:00:00Z and 9000-01-01T00:00:00Z.")
         return moment
 
@@ -252,15 +252,27 @@ class StakeFlowOutput(serializers.Serializer[Any]):
     dead_letters = serializers.IntegerField(help_text="Dead letters stored in the hour.")
 
 
+class MismatchOutput(serializers.Serializer[Mismatch]):
+    column = serializers.CharField()
+    kind = serializers.CharField()
+    currency = serializers.CharField(help_text="Empty where no money is involved.")
+    table = serializers.CharField(help_text="What the table holds, as a decimal string.")
+    sources = serializers.CharField(help_text="What the source rows say now, as a decimal string.")
+
+
+PENDING_HELP = "pending: not recomputed since the hour ended, and not due yet (two refresh periods after its end)."
+
+
 class HourCheckOutput(serializers.Serializer[HourCheck]):
     hour = serializers.DateTimeField()
-    status = serializers.SerializerMethodField(help_text="ok, failing, or pending (still open when last recomputed).")
+    status = serializers.SerializerMethodField(help_text=f"ok, failing, or {PENDING_HELP}")
     failures = serializers.ListField(child=serializers.CharField(), help_text="Each failed check, with its figures.")
     stakes = StakeFlowOutput()
-    table = serializers.ChoiceField(choices=["ok", "failing", "pending"], help_text="The table against its sources.")
-    mismatches = serializers.DictField(
-        child=serializers.DictField(child=serializers.CharField()),
-        help_text="Column -> {table, sources}: what the table holds and what the sources say, summed over dimensions.",
+    table = serializers.ChoiceField(
+        choices=["ok", "failing", "pending"], help_text=f"The table against its sources; {PENDING_HELP}"
+    )
+    mismatches = MismatchOutput(
+        many=True, help_text="Each column of each kind and currency where the table and the sources differ."
     )
     inbox_checked = serializers.BooleanField(help_text="False past INBOX_RETENTION_DAYS: the inbox was purged.")
     dead_letters_checked = serializers.BooleanField(help_text="False past DEAD_LETTER_RETENTION_DAYS.")
@@ -293,8 +305,9 @@ class ReconciliationFilters(HourlyFilters):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
-        end = attrs.get("to") or hour_ceil(timezone.now())
-        start = attrs.get("from") or end - timedelta(hours=24)
+        window_start, window_end = refresh_window(timezone.now())
+        end = attrs.get("to") or window_end
+        start = attrs.get("from") or end - (window_end - window_start)
         if end <= start:
             raise serializers.ValidationError({"from": ["Must come before to (now, when to is not given)."]})
         if end - start > timedelta(days=MAX_RECONCILIATION_DAYS):
@@ -303,11 +316,12 @@ class ReconciliationFilters(HourlyFilters):
 
 
 class ReconciliationApi(MetricsApi):
-    """Does every hour add up? For each UTC hour of ``[from, to)`` (default: the last 24 hours, this one
-    included; at most 31 days): stakes received = applied + duplicate + dead-lettered, checked against the
-    stakes stored, the inbox and the dead letters; and the hourly table's columns against a fresh count over
-    their source rows (an hour still open when the table last recomputed it is `pending` there). ``status`` is
-    `failing` when any hour, or the range's total, fails."""
+    """Does every hour add up? For each UTC hour of ``[from, to)`` (default: the hours beat's refresh keeps,
+    the last METRICS_WINDOW_HOURS (24) with this one; at most 31 days): stakes received = applied + duplicate +
+    dead-lettered, checked against the stakes stored, the inbox and the dead letters; and the hourly table's
+    columns, for each kind and currency, against a fresh count over their source rows (an hour the refresh has
+    not recomputed since it ended is `pending` there until that is due, two refresh periods after its end).
+    ``status`` is `failing` when any hour, or the range's total, fails."""
 
     @extend_schema(
         parameters=[

@@ -8,10 +8,22 @@ a day starts at the first whole UTC hour after its local midnight.
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
+
 from core.tallies import hour_of
 from lotteries.services import lottery_zone
 
 HOUR = timedelta(hours=1)
+# The moments the metrics count around: hours and days stay well inside what a datetime can hold.
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def within_bounds(moment: datetime) -> bool:
+    """Whether ``moment`` lies in ``[EARLIEST, LATEST]`` (False where converting it to UTC overflows)."""
+    try:
+        return EARLIEST <= moment.astimezone(UTC) <= LATEST
+    except OverflowError:
+        return False
 
 
 def hour_ceil(moment: datetime) -> datetime:
@@ -38,3 +50,17 @@ def days_between(start: datetime, end: datetime, tz: ZoneInfo | None = None) -> 
     """Every day the hours ``[start, end)`` touch, in order."""
     first, last = day_of(start, tz), day_of(end - HOUR, tz)
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def refresh_window(now: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the hours beat's refresh recomputes at ``now``: METRICS_WINDOW_HOURS, this one included.
+
+    Also what the reconciliation checks by default: the hours the table keeps up by itself.
+    """
+    end = hour_of(now) + HOUR
+    return end - settings.METRICS_WINDOW_HOURS * HOUR, end
+
+
+def recompute_due(hour: datetime) -> datetime:
+    """When a refresh must have recomputed ``hour`` since it ended: two refresh periods after its end."""
+    return hour + HOUR + 2 * timedelta(seconds=settings.METRICS_REFRESH_SECONDS)

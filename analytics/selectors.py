@@ -8,9 +8,12 @@ The reconciliation checks every hour of a range two ways:
   hour, and ``dead-lettered`` the dead letters stored (the inbox and replayed
   dead letters are purged after their retention: older hours are checked
   against what is left, and say so);
-* the hourly table, against its sources: each hour's stored columns must
-  equal what ``analytics.measures`` computes from the source rows now. An hour
-  that was still open when the table last recomputed it is ``pending``, not failing.
+* the hourly table, against its sources: each hour's stored columns, for each
+  kind and currency, must equal what ``analytics.measures`` computes from the
+  source rows now. An hour that beat's refresh has not recomputed since it
+  ended is ``pending`` until that is due (``analytics.days.recompute_due``, two
+  refresh periods after the hour's end); after that it is checked, so a
+  refresh that stopped running shows as failing hours, not as pending ones.
 """
 
 from collections import defaultdict
@@ -25,7 +28,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from analytics import measures
-from analytics.days import HOUR, hour_ceil
+from analytics.days import HOUR, hour_ceil, recompute_due, refresh_window
 from analytics.lag import ConsumerLag, consumer_lag
 from analytics.models import DailySummary, HourlyMetric
 from core.db import sql
@@ -145,13 +148,28 @@ class StakeFlow:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """One column of one dimension of an hour: what the table holds, and what the sources say."""
+
+    column: str
+    kind: str
+    currency: str
+    table: Decimal
+    sources: Decimal
+
+    @property
+    def dimension(self) -> str:
+        return f"{self.kind} {self.currency}" if self.currency else self.kind
+
+
 @dataclass
 class HourCheck:
     hour: datetime
     stakes: StakeFlow
     failures: list[str] = field(default_factory=list)  # "check: what differs"
-    table: str = "ok"  # ok, failing, pending (the hour was still open when last recomputed)
-    mismatches: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> {"table", "sources"}
+    table: str = "ok"  # ok, failing, pending (not recomputed since the hour ended, and not due yet)
+    mismatches: list[Mismatch] = field(default_factory=list)
     inbox_checked: bool = True
     dead_letters_checked: bool = True
 
@@ -207,7 +225,7 @@ def reconciliation(*, start: datetime, end: datetime, now: datetime | None = Non
         check.inbox_checked, check.dead_letters_checked = hour >= inbox_kept_from, hour >= letters_kept_from
         _check_flow(check)
         recomputed_at = stored_at.get(hour, last)
-        if recomputed_at is None or recomputed_at < hour + HOUR:
+        if (recomputed_at is None or recomputed_at < hour + HOUR) and now < recompute_due(hour):
             check.table = "pending"
         else:
             _check_table(check, stored.get(hour, {}), sources.get(hour, {}))
@@ -256,43 +274,59 @@ def _check_flow(check: HourCheck) -> None:
         check.failures.append(f"dead_letters: dead-lettered {f.dead_lettered} != dead letters {f.dead_letters}")
 
 
-def _check_table(check: HourCheck, stored: dict[str, Decimal], sources: dict[str, Decimal]) -> None:
-    for column in measures.COLUMNS:
-        table, source = stored.get(column, Decimal(0)), sources.get(column, Decimal(0))
-        if table != source:
-            check.mismatches[column] = {"table": str(table), "sources": str(source)}
+Dimension = tuple[str, str]  # (kind, currency): each row of the table is one hour of one
+ByDimension = dict[Dimension, dict[str, Decimal]]
+
+
+def _check_table(check: HourCheck, stored: ByDimension, sources: ByDimension) -> None:
+    """Column by column, for each kind and currency: a count filed under the wrong one, or money in the wrong
+    currency, is a mismatch, even where the hour's sums agree."""
+    for kind, currency in sorted(stored.keys() | sources.keys()):
+        table, source = stored.get((kind, currency), {}), sources.get((kind, currency), {})
+        for column in measures.COLUMNS:
+            held, counted = table.get(column, Decimal(0)), source.get(column, Decimal(0))
+            if held != counted:
+                check.mismatches.append(Mismatch(column, kind, currency, held, counted))
     if check.mismatches:
         check.table = "failing"
-        check.failures.append("table: " + ", ".join(sorted(check.mismatches)) + " differ from their sources")
+        check.failures.append(
+            "table: "
+            + ", ".join(f"{m.column} ({m.dimension}): table {m.table}, sources {m.sources}" for m in check.mismatches)
+        )
 
 
-def _table_by_hour(start: datetime, end: datetime) -> tuple[dict[datetime, dict[str, Decimal]], dict[datetime, Any]]:
-    """Each hour's stored columns, summed over dimensions, and when that hour was last recomputed."""
-    rows = (
-        HourlyMetric.objects.filter(hour__gte=start, hour__lt=end)
-        .values("hour")
-        .annotate(computed=Max("computed_at"), **{column: Sum(column) for column in measures.COLUMNS})
+def _table_by_hour(start: datetime, end: datetime) -> tuple[dict[datetime, ByDimension], dict[datetime, Any]]:
+    """Each hour's stored columns by kind and currency, and when that hour was last recomputed."""
+    rows = HourlyMetric.objects.filter(hour__gte=start, hour__lt=end).values(
+        "hour", "kind", "currency", "computed_at", *measures.COLUMNS
     )
-    plain: list[dict[str, Any]] = [dict(row) for row in rows]  # the columns are named at run time
-    stored = {row["hour"]: {c: Decimal(row[c]) for c in measures.COLUMNS} for row in plain}
-    return stored, {row["hour"]: row["computed"] for row in plain}
+    stored: dict[datetime, ByDimension] = defaultdict(dict)
+    computed: dict[datetime, Any] = {}
+    for row in rows:
+        plain: dict[str, Any] = dict(row)  # the columns are named at run time
+        stored[plain["hour"]][(plain["kind"], plain["currency"])] = {c: Decimal(plain[c]) for c in measures.COLUMNS}
+        computed[plain["hour"]] = max(computed.get(plain["hour"], plain["computed_at"]), plain["computed_at"])
+    return stored, computed
 
 
-def _sources_by_hour(params: dict[str, Any]) -> dict[datetime, dict[str, Decimal]]:
-    """Each hour's columns as the sources say now, summed over dimensions (the recomputation's own SELECTs)."""
-    sums: dict[datetime, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+def _sources_by_hour(params: dict[str, Any]) -> dict[datetime, ByDimension]:
+    """Each hour's columns by kind and currency as the sources say now (the recomputation's own SELECTs)."""
+    sums: dict[datetime, ByDimension] = defaultdict(lambda: defaultdict(lambda: defaultdict(Decimal)))
     with connection.cursor() as cursor:
         for group in measures.GROUPS:
             cursor.execute(group.select, params)
             names = [column.name for column in cursor.description or []]
             for row in cursor.fetchall():
-                values = dict(zip(names, row, strict=True))
-                if group is measures.ENTRIES and values["level"] != measures.HOUR_LEVEL:
-                    continue
-                hour = row[0]
+                if group is measures.ENTRIES:
+                    values = dict(zip(names, row, strict=True))
+                    if values["level"] != measures.HOUR_LEVEL:
+                        continue
+                    dimension = (values["kind"], values["currency"])
+                else:  # (hour, kind, currency, *columns)
+                    dimension = (row[1], row[2])
                 offset = len(row) - len(group.columns)
                 for column, value in zip(group.columns, row[offset:], strict=True):
-                    sums[hour][column] += Decimal(value)
+                    sums[row[0]][dimension][column] += Decimal(value)
     return sums
 
 
@@ -356,7 +390,8 @@ def operations_overview(*, now: datetime | None = None) -> Overview:
         problems.append(f"heartbeats: {type(error).__name__}")
     day_ago = now - timedelta(hours=24)
     failed = Notification.objects.filter(state=Notification.State.FAILED)
-    report = reconciliation(start=now - timedelta(hours=48), end=now, now=now)
+    start, end = refresh_window(now)  # the hours the table keeps up by itself: older ones heal by a backfill
+    report = reconciliation(start=start, end=end, now=now)
     return Overview(
         now=now,
         open_by_kind=by_kind,

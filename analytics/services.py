@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics import measures
-from analytics.days import HOUR, day_of, day_start, hour_ceil
+from analytics.days import day_of, day_start, hour_ceil, refresh_window
 from analytics.models import ALL_KINDS, DailyPlayers, HourlyMetric
 from core.db import sql
 from core.models import HourlyTally
@@ -139,8 +139,8 @@ def metrics_recompute(*, start: datetime, end: datetime, now: datetime | None = 
 def metrics_refresh(*, now: datetime | None = None) -> Recomputed:
     """Recompute the trailing METRICS_WINDOW_HOURS hours, the current one included (what beat runs)."""
     now = now or timezone.now()
-    end = hour_of(now) + HOUR
-    return metrics_recompute(start=end - settings.METRICS_WINDOW_HOURS * HOUR, end=end, now=now)
+    start, end = refresh_window(now)
+    return metrics_recompute(start=start, end=end, now=now)
 
 
 def backfill_chunks(*, start: datetime, end: datetime, days: int = 7) -> Iterator[tuple[datetime, datetime]]:
@@ -154,13 +154,17 @@ def backfill_chunks(*, start: datetime, end: datetime, days: int = 7) -> Iterato
 
 
 def metrics_purge(*, now: datetime | None = None) -> int:
-    """Delete hourly rows, daily players and the counters and tallies behind them past METRICS_RETENTION_DAYS."""
-    cutoff = hour_of((now or timezone.now()) - timedelta(days=settings.METRICS_RETENTION_DAYS))
+    """Delete hourly rows, daily players and the counters and tallies behind them past METRICS_RETENTION_DAYS.
+
+    Whole LOTTERY_TIME_ZONE days: the first day kept keeps all its hours, as its players count them.
+    """
+    first_kept = day_of(hour_of((now or timezone.now()) - timedelta(days=settings.METRICS_RETENTION_DAYS)))
+    cutoff = day_start(first_kept)
     deleted = 0
     with transaction.atomic():
         for rows in (
             HourlyMetric.objects.filter(hour__lt=cutoff),
-            DailyPlayers.objects.filter(day__lt=day_of(cutoff)),
+            DailyPlayers.objects.filter(day__lt=first_kept),
             HourlyTally.objects.filter(hour__lt=cutoff),
             ConsumerHourCounter.objects.filter(hour__lt=cutoff),
         ):

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.utils import timezone
 
-from analytics.days import day_hours
-from analytics.models import DailyPlayers, HourlyMetric
+from analytics.days import day_hours, day_start
+from analytics.models import ALL_KINDS, DailyPlayers, HourlyMetric
 from analytics.services import metrics_purge, metrics_recompute, metrics_refresh
 from analytics.tasks import refresh_business_metrics
 from core.models import HourlyTally
@@ -171,12 +171,21 @@ def test_backfill_rebuilds_a_range_and_says_what_it_did(make_player, make_lotter
         ("2026-01-02", "2026-01-01", "must come after --from"),
         ("2026-01-01T00:00:00", "2026-01-02", "--from '2026-01-01T00:00:00' is not"),
         ("2026-01-01", "2999-01-01", "more than a day ahead"),
+        ("0001-01-01", "0001-01-03", "--from '0001-01-01' lies outside 1900-01-01 to 9000-01-01"),
+        ("0001-01-01T00:00:00Z", "2026-01-01", "--from '0001-01-01T00:00:00Z' lies outside"),
+        ("2026-01-01", "9999-12-31T23:00:00-05:00", "--to '9999-12-31T23:00:00-05:00' lies outside"),
     ],
 )
 def test_backfill_refuses_a_range_it_cannot_read_with_a_clear_message(start, end, message):
     with pytest.raises(CommandError, match=message):
         call_command("backfill_metrics", "--from", start, "--to", end)
     assert not HourlyMetric.objects.exists()
+
+
+@pytest.mark.parametrize("chunk_days", ["0", "3661", "99999999999999999999"])
+def test_backfill_refuses_a_chunk_it_cannot_make(chunk_days):
+    with pytest.raises(CommandError, match="--chunk-days must be from 1 to 3660"):
+        call_command("backfill_metrics", "--from", "2026-01-01", "--to", "2026-01-02", "--chunk-days", chunk_days)
 
 
 def test_the_purge_keeps_retention_and_the_counters_behind_it(settings, make_player, make_lottery, enter):
@@ -196,6 +205,25 @@ def test_the_purge_keeps_retention_and_the_counters_behind_it(settings, make_pla
     assert HourlyMetric.objects.filter(hour__lt=timezone.now() - timedelta(days=30)).count() == 0
     assert HourlyMetric.objects.aggregate(n=Sum("ballots_accepted"))["n"] == 1
     assert not HourlyTally.objects.exists() and not ConsumerHourCounter.objects.exists()
+
+
+def test_the_purge_deletes_whole_days_so_a_kept_days_players_keep_their_hours(
+    settings, make_player, make_lottery, enter
+):
+    settings.METRICS_RETENTION_DAYS = 30
+    day = timezone.now().date() - timedelta(days=40)
+    first_hour = day_start(day)
+    lottery = make_lottery(opens_at=first_hour - HOUR)
+    enter(lottery, make_player(), now=first_hour + timedelta(minutes=10))  # in the day's first hour
+    enter(lottery, make_player(), now=first_hour + 8 * HOUR)
+    metrics_recompute(start=first_hour, end=first_hour + 24 * HOUR)
+
+    metrics_purge(now=first_hour + 5 * HOUR + timedelta(days=30))  # the retention ends five hours into that day
+
+    assert HourlyMetric.objects.filter(day=day).aggregate(n=Sum("ballots_accepted"))["n"] == 2
+    assert DailyPlayers.objects.get(day=day, kind=ALL_KINDS).unique_players == 2
+    metrics_purge(now=first_hour + 24 * HOUR + timedelta(days=30))  # a day later: the whole day goes
+    assert not HourlyMetric.objects.filter(day=day).exists() and not DailyPlayers.objects.filter(day=day).exists()
 
 
 def test_money_keeps_its_currency_apart(kafka_broker, settings, make_player, make_lottery, enter):

@@ -3,10 +3,12 @@
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
 from analytics.days import hour_ceil
+from analytics.models import HourlyMetric
 from analytics.selectors import reconciliation
 from analytics.services import metrics_recompute, metrics_refresh
 from core.tallies import hour_of
@@ -69,6 +71,7 @@ def test_hours_past_the_inbox_retention_are_checked_without_it(
     settings, kafka_broker, make_player, make_lottery, enter
 ):
     short_flow(make_player=make_player, make_lottery=make_lottery, enter=enter, settings=settings)
+    metrics_refresh()
     settings.INBOX_RETENTION_DAYS = 1
     later = timezone.now() + timedelta(days=1, hours=2)
     assert inbox_purge(now=later) == 4
@@ -94,8 +97,10 @@ def test_an_hour_whose_sources_changed_after_its_recompute_fails_until_the_next(
     [stale] = report.failing
     assert stale.hour == hour_of(three_hours_ago)
     assert stale.table == "failing"
-    assert stale.mismatches["ballots_accepted"] == {"table": "1", "sources": "2"}
-    assert stale.mismatches["unique_players"] == {"table": "1", "sources": "2"}
+    assert [(m.column, m.kind, m.table, m.sources) for m in stale.mismatches] == [
+        ("ballots_accepted", "drop", 1, 2),
+        ("unique_players", "drop", 1, 2),
+    ]
     metrics_refresh()
     assert last_day().ok
 
@@ -110,6 +115,43 @@ def test_an_hour_the_table_has_not_recomputed_since_it_ended_is_pending(make_pla
     current = report.hours[-1]
     assert (current.hour, current.table, current.ok) == (hour_of(timezone.now()), "pending", True)
     assert {check.table for check in report.hours[:-1]} == {"ok"}
+
+
+def test_an_hour_the_refresh_never_recomputed_fails_once_its_recompute_is_due(
+    settings, make_player, make_lottery, enter
+):
+    settings.METRICS_REFRESH_SECONDS = 300
+    five_hours_ago = timezone.now() - 5 * HOUR
+    enter(make_lottery(opens_at=five_hours_ago - HOUR), make_player(), now=five_hours_ago)
+
+    report = last_day()  # beat's refresh has not run since: the table holds nothing of that hour
+
+    [never] = report.failing
+    assert (never.hour, never.table) == (hour_of(five_hours_ago), "failing")
+    assert ("ballots_accepted", "drop", 0, 1) in [(m.column, m.kind, m.table, m.sources) for m in never.mismatches]
+    # an hour that ended less than two refresh periods ago is not due yet
+    just_ended = hour_of(timezone.now()) - HOUR
+    at = just_ended + HOUR + timedelta(seconds=599)
+    assert next(c for c in reconciliation(start=just_ended, end=just_ended + HOUR, now=at).hours).table == "pending"
+
+
+def test_money_filed_under_another_currency_fails_its_hour_though_the_hours_sum_agrees(flowed):
+    row = HourlyMetric.objects.filter(staked_revenue__gt=0).order_by("hour", "currency").first()
+    assert row is not None
+    other = next(currency for currency in ("USD", "GBP", "EUR") if currency != row.currency)
+    HourlyMetric.objects.filter(pk=row.pk).update(staked_revenue=F("staked_revenue") - 10)
+    moved, _ = HourlyMetric.objects.get_or_create(
+        hour=row.hour, kind=row.kind, currency=other, defaults={"day": row.day, "computed_at": row.computed_at}
+    )
+    HourlyMetric.objects.filter(pk=moved.pk).update(staked_revenue=F("staked_revenue") + 10)
+
+    end = hour_ceil(timezone.now())
+    [hour] = reconciliation(start=end - 24 * HOUR, end=end, now=end + timedelta(minutes=11)).failing  # once due
+
+    assert {(m.column, m.currency) for m in hour.mismatches} == {
+        ("staked_revenue", row.currency),
+        ("staked_revenue", other),
+    }
 
 
 def test_the_api_flags_a_failing_hour(flowed, client_for, make_player):

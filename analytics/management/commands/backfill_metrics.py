@@ -7,20 +7,26 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from analytics.days import day_start
+from analytics.days import EARLIEST, LATEST, day_start, within_bounds
 from analytics.services import backfill_chunks, metrics_recompute
 from core.fields import parse_iso_date, parse_rfc3339
 
 WHEN = "YYYY-MM-DD (a day's start in LOTTERY_TIME_ZONE) or an RFC 3339 date-time such as 2026-11-22T10:00:00Z"
+MAX_CHUNK_DAYS = 3660  # ten years in one transaction: past that, a bigger chunk only makes the transaction longer
 
 
 def _moment(value: str, name: str) -> datetime:
+    outside = CommandError(f"{name} {value!r} lies outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC).")
     day = parse_iso_date(value)
     if day is not None:
+        if not EARLIEST.date() <= day < LATEST.date():
+            raise outside
         return day_start(day)
     moment = parse_rfc3339(value)
     if moment is None:
         raise CommandError(f"{name} {value!r} is not {WHEN}.")
+    if not within_bounds(moment):
+        raise outside
     return moment
 
 
@@ -43,8 +49,8 @@ class Command(BaseCommand):
             raise CommandError(f"--to ({end.isoformat()}) must come after --from ({start.isoformat()}).")
         if end > timezone.now() + timedelta(days=1):
             raise CommandError(f"--to ({end.isoformat()}) is more than a day ahead: nothing has happened there yet.")
-        if options["chunk_days"] < 1:
-            raise CommandError("--chunk-days must be at least 1.")
+        if not 1 <= options["chunk_days"] <= MAX_CHUNK_DAYS:
+            raise CommandError(f"--chunk-days must be from 1 to {MAX_CHUNK_DAYS}.")
         oldest = timezone.now() - timedelta(days=settings.METRICS_RETENTION_DAYS)
         if start < oldest:
             self.stderr.write(
