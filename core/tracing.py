@@ -16,6 +16,15 @@ database or Redis call outside any operation (a relay's or consumer's poll,
 the workers' own housekeeping) starts no trace, nor does beat's queueing of
 the sweeps registered in ``QUIET_TASKS``.
 
+A request's own trace headers are not trusted (``inbound_context_guard``,
+around web's WSGI application): the request starts a trace of its own,
+sampled by the ratio, and links the caller's span, so that a client on the
+internet can neither pick the trace id its lines are logged under nor switch
+sampling on for itself. ``OTEL_TRUST_INBOUND_CONTEXT`` continues the caller's
+trace instead, behind a gateway that sets or vets those headers. The
+platform's own hops (Celery's task headers, Kafka's message headers) are
+always continued.
+
 Tracing off (the default, and the tests), every helper below costs next to
 nothing: no span is made and the current context is left as it is.
 
@@ -132,7 +141,9 @@ def install(provider: Any, *, instrument: Iterable[str] = INSTRUMENTATIONS) -> N
     if "django" in wanted:
         from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-        DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=_EXCLUDED_URLS)
+        DjangoInstrumentor().instrument(
+            tracer_provider=provider, excluded_urls=_EXCLUDED_URLS, request_hook=_link_the_caller
+        )
     if "celery" in wanted:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
@@ -183,6 +194,47 @@ def uninstall() -> None:
 def _flush_at_exit(**kwargs: Any) -> None:
     if _provider is not None:
         _provider.shutdown()
+
+
+# --- A caller's trace headers -------------------------------------------------------
+
+_INBOUND_HEADERS = ("HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE")
+CALLER_TRACEPARENT = "lottery.caller_traceparent"  # WSGI environ: the caller's traceparent, held back
+
+
+def inbound_context_guard(application: Any) -> Any:
+    """Web's WSGI application, with the caller's trace headers held back (unless ``OTEL_TRUST_INBOUND_CONTEXT``).
+
+    The Django instrumentation would continue the trace they name, with the
+    caller's trace id and its sampled flag. Held back, the request starts its
+    own trace; its span links the caller's (``_link_the_caller``).
+    """
+    from django.conf import settings
+
+    if settings.OTEL_TRUST_INBOUND_CONTEXT:
+        return application
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        traceparent = environ.pop(_INBOUND_HEADERS[0], None)
+        for name in _INBOUND_HEADERS[1:]:
+            environ.pop(name, None)
+        if traceparent:
+            environ[CALLER_TRACEPARENT] = traceparent
+        return application(environ, start_response)
+
+    return guarded
+
+
+def _link_the_caller(span: Span, request: Any) -> None:
+    """The Django instrumentation's request hook: the request's span links the caller's span, if it named one."""
+    traceparent = request.META.get(CALLER_TRACEPARENT)
+    if not traceparent or not span.is_recording():
+        return
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    caller = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    if caller.get_span_context().is_valid:
+        span.add_link(caller.get_span_context(), {"link.kind": "caller"})
 
 
 def sampler(ratio: float) -> Any:

@@ -585,6 +585,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT").strip().rst
 OTEL_TRACES_FILE = env_str("OTEL_TRACES_FILE").strip()
 # The share of new traces kept (parent-based: a trace is kept or dropped whole, across processes).
 OTEL_TRACES_SAMPLE_RATIO = env_float("OTEL_TRACES_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0)
+# A request's own traceparent (and tracestate, baggage) from whoever calls web: by default a link of the
+# request's span, which starts a trace of its own (a caller cannot choose its trace id, nor switch sampling on
+# for itself); true behind a gateway that sets or vets these headers, to continue the caller's trace.
+OTEL_TRUST_INBOUND_CONTEXT = env_bool("OTEL_TRUST_INBOUND_CONTEXT", False)
 # Instrumentations left off, by OpenTelemetry's names: django, celery, psycopg, redis, kafka.
 OTEL_PYTHON_DISABLED_INSTRUMENTATIONS = env_list("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
 _unknown = set(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) - {"django", "celery", "psycopg", "redis", "kafka"}

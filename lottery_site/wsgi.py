@@ -9,7 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 # After gunicorn's post_fork this changes nothing; under runserver it is the set-up. Before the
 # application is built: the tracing middleware must be in place when Django loads its middleware.
 from core.process import started
+from core.tracing import inbound_context_guard
 
 started("web")
 
-application = get_wsgi_application()
+application = inbound_context_guard(get_wsgi_application())  # a caller's trace headers: a link, not a parent

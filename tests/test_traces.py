@@ -197,6 +197,26 @@ def assert_carries(message: Message, send: Span) -> None:
 # --- The ballot ---------------------------------------------------------------------
 
 
+def test_a_callers_traceparent_is_a_link_of_the_requests_own_trace_never_its_parent(platform):
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+    status, _ = platform.request(
+        "GET", "/api/v1/lotteries?from=caller", traceparent=f"00-{caller_trace}-{caller_span}-01",
+        X_Request_ID="caller-trace-1",
+    )  # fmt: skip
+
+    assert status == 200
+    [server] = platform.receiver.wait_for(
+        lambda spans: [s for s in spans if s.kind == "server" and "from=caller" in str(s.attributes)],
+        what="the request's span",
+    )
+    # a trace of its own (the caller cannot pick its id, nor its sampling), linking the caller's span
+    assert server.trace_id != caller_trace and server.parent_id == ""
+    assert (caller_trace, caller_span) in server.links
+    [finished] = [line for line in platform.services["web"].log() if line.get("request_id") == "caller-trace-1"][-1:]
+    assert finished["trace_id"] == server.trace_id
+
+
 def test_a_ballot_is_one_trace_from_the_request_to_its_kafka_message(platform, make_lottery, make_player):
     lottery = make_lottery()
     token = Token.objects.create(user=make_player())
