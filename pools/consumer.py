@@ -153,12 +153,15 @@ def _handle_batch(records: Sequence[Any], traces: _BatchTraces | None) -> StakeB
     tallies: dict[int, Tally] = defaultdict(Tally)
     refusals: list[Refusal] = []
     parsed: list[tuple[Any, StakeMessage]] = []
+    stake_ids: dict[tuple[int, int], str] = {}  # by partition and offset: the ids the dead letters' lines name
     for record in records:
         tallies[record.partition].received += 1
         try:
             stake = parse_stake(record.value, _headers(record))
         except StakeRefused as refused:
             refusals.append(_refusal(record, refused.reason, refused.message))
+            if refused.stake_id is not None:
+                stake_ids[(record.partition, record.offset)] = refused.stake_id
             continue
         parsed.append((record, stake if traces is None else traces.stake(record, stake)))
 
@@ -191,7 +194,7 @@ def _handle_batch(records: Sequence[Any], traces: _BatchTraces | None) -> StakeB
         pools_enter(stakes=entering, now=now)
 
         new_refusals = dead_letters_store(consumer=CONSUMER, refusals=refusals, at=now)
-        stake_ids = {(record.partition, record.offset): stake.stake_id for record, stake in parsed}
+        stake_ids.update({(record.partition, record.offset): stake.stake_id for record, stake in parsed})
         for refusal in refusals:
             if refusal in new_refusals:
                 tallies[refusal.partition].dead_lettered += 1

@@ -29,6 +29,7 @@ class StakeRefused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.stake_id: str | None = None  # the message's stakeId, when it had a readable one
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,14 @@ def _parse(value: bytes | None, headers: dict[str, bytes | None]) -> StakeMessag
         raise StakeRefused("invalid_json", f"the value is not JSON: {error}") from None
     if not isinstance(body, dict):
         raise StakeRefused("invalid_json", "the value is not a JSON object")
+    try:
+        return _stake(body, headers)
+    except StakeRefused as refused:
+        refused.stake_id = _readable_identifier(body, "stakeId")  # to name the dead letter in the log
+        raise
+
+
+def _stake(body: dict[str, Any], headers: dict[str, bytes | None]) -> StakeMessage:
     missing = [name for name in FIELDS if body.get(name) in (None, "")]
     if missing:
         raise StakeRefused("missing_field", f"missing: {', '.join(missing)}")
@@ -119,6 +128,13 @@ def _identifier(body: dict[str, Any], name: str) -> str:
     if not text.isprintable():
         raise StakeRefused("invalid_field", f"{name} must not contain control characters")
     return text
+
+
+def _readable_identifier(body: dict[str, Any], name: str) -> str | None:
+    try:
+        return _identifier(body, name) if body.get(name) not in (None, "") else None
+    except StakeRefused:
+        return None
 
 
 def _amount(raw: Any, currency: str) -> Decimal:

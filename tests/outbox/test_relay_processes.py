@@ -120,6 +120,19 @@ def test_events_written_while_the_broker_is_down_all_arrive_after_it_restarts(ow
     assert_per_key_order(messages, keys, per_key=50)
 
 
+def test_relay_once_says_what_it_published_even_when_nothing_waited(kafka_broker):
+    write_events(3, ["once-a"])
+    first = manage_py("relay_outbox", "--once")
+    returncode, out, err = first.wait(timeout=60)
+    assert (returncode, out.strip()) == (0, "published 3, failed 0"), err
+    assert "relay stopped" in [line["event"] for line in log_lines(err)]
+
+    returncode, out, err = manage_py("relay_outbox", "--once").wait(timeout=60)  # the outbox is empty now
+
+    assert (returncode, out.strip()) == (0, "published 0, failed 0"), err
+    assert "relay stopped" in [line["event"] for line in log_lines(err)]
+
+
 def test_two_relays_at_once_deliver_every_event_once_and_in_order_per_key(kafka_broker):
     keys = [f"pair-{n}" for n in range(50)]
     relays = [manage_py("relay_outbox") for _ in range(2)]

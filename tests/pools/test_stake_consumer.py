@@ -163,11 +163,12 @@ def test_the_consumers_lines_name_the_topic_partition_offset_and_stake_they_are_
     player_ban(player_id=banned.pk, reason="fraud", actor=None)
     game = f"game-{uuid.uuid4().hex[:8]}"
     fine, cheat = stake(player="fine", game=game), stake(player="banned", game=game)
-    produce([fine, b"not json", cheat])
+    bad_amount = {**stake(player="fine", game=game), "amount": "abc"}
+    produce([fine, b"not json", cheat, bad_amount])
 
     consumer = manage_py("consume_stakes", env={**stakes_topic, "LOG_LEVEL": "DEBUG"})
     try:
-        wait_for(lambda: counters_total(consumer="stakes")["received"] >= 3, what="the three messages")
+        wait_for(lambda: counters_total(consumer="stakes")["received"] >= 4, what="the four messages")
         consumer.wait_for_log("stake batch")
     finally:
         code, _, err = consumer.stop()
@@ -185,14 +186,15 @@ def test_the_consumers_lines_name_the_topic_partition_offset_and_stake_they_are_
     )
     assert isinstance(applied["partition"], int) and isinstance(applied["offset"], int)
     letters = {line["reason"]: line for line in log if line["event"] == "stake dead-lettered"}
-    assert set(letters) == {"invalid_json", "player_banned"}
+    assert set(letters) == {"invalid_json", "player_banned", "invalid_amount"}
     assert letters["player_banned"]["stake_id"] == cheat["stakeId"]
+    assert letters["invalid_amount"]["stake_id"] == bad_amount["stakeId"]  # refused, yet its id was readable
     assert letters["invalid_json"]["stake_id"] is None  # unreadable: its partition and offset say which it was
     assert {(line["topic"], line["level"]) for line in letters.values()} == {(topic, "warning")}
     batches = [line for line in log if line["event"] == "stake batch"]
     assert {line["topic"] for line in batches} == {topic}  # the consumer's bound context
-    assert sum(line["received"] for line in batches) == 3
-    assert (sum(line["applied"] for line in batches), sum(line["dead_lettered"] for line in batches)) == (1, 2)
+    assert sum(line["received"] for line in batches) == 4
+    assert (sum(line["applied"] for line in batches), sum(line["dead_lettered"] for line in batches)) == (1, 3)
     offsets = {int(p): span for line in batches for p, span in line["offsets"].items()}
     assert applied["offset"] in range(offsets[applied["partition"]][0], offsets[applied["partition"]][1] + 1)
 

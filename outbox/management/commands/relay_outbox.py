@@ -41,6 +41,7 @@ class Command(BaseCommand):
         topics = TopicGuard(lambda: TOPICS)
         # The loop speaks through its log lines (JSON on stderr, core.logs); --once reports its count on stdout.
         logger.info("relay started", extra={"once": options["once"], "idle_seconds": options["idle_seconds"]})
+        published = failed = 0
         while not self.stopping:
             heartbeat(RELAY)
             try:
@@ -65,10 +66,10 @@ class Command(BaseCommand):
             backoff.reset()
             kafka_outage.recovered()
             database_outage.recovered()
-            if options["once"] and (result.published or result.failed):
-                self.stdout.write(f"published {result.published}, failed {result.failed}")
+            published, failed = published + result.published, failed + result.failed
             if options["once"] and not result.more:
-                return
+                self.stdout.write(f"published {published}, failed {failed}")  # for whoever ran it
+                break
             if not result.more:
                 close_old_connections()
                 self._sleep(options["idle_seconds"])
