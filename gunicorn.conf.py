@@ -70,8 +70,14 @@ def on_exit(server: object) -> None:
 def post_fork(server: object, worker: object) -> None:
     """Each worker sets up its own telemetry after the fork (core.process), before it loads the application."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")  # the set-up reads the settings
+    from django.conf import settings
+    from django.utils.log import configure_logging
+
     from core.process import started
 
+    # The platform's logging before the set-up, whose lines ("tracing on as web", a failure) are then JSON like
+    # the rest; Django's own set-up, as the worker loads the application, configures it once more.
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
     started("web")
 
 

@@ -213,8 +213,11 @@ def test_a_callers_traceparent_is_a_link_of_the_requests_own_trace_never_its_par
     # a trace of its own (the caller cannot pick its id, nor its sampling), linking the caller's span
     assert server.trace_id != caller_trace and server.parent_id == ""
     assert (caller_trace, caller_span) in server.links
-    [finished] = [line for line in platform.services["web"].log() if line.get("request_id") == "caller-trace-1"][-1:]
+    web_log = platform.services["web"].log()
+    [finished] = [line for line in web_log if line.get("request_id") == "caller-trace-1"][-1:]
     assert finished["trace_id"] == server.trace_id
+    # set up after gunicorn's fork, with the platform's logging already on: its own line says so
+    assert any(line["event"].startswith("tracing on as web") and line["service"] == "web" for line in web_log)
 
 
 def test_a_ballot_is_one_trace_from_the_request_to_its_kafka_message(platform, make_lottery, make_player):
