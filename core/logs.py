@@ -282,8 +282,9 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     routine = {"filters": ["routine"]}
     # kafka-python says INFO at every connection, and the relay and the consumer check their topics with a new
     # admin connection every KAFKA_TOPICS_CHECK_SECONDS: a score of lines each time. Shown at DEBUG; warnings always.
-    # Its group coordinator's lines (joined, partitions assigned) come once per rebalance, and stay. Its warnings
-    # and errors repeat several times a second while a broker is down: each kind once a minute (RepeatedBrokerLines).
+    # Its group coordinator's INFO lines (joined, partitions assigned) come once per rebalance, and stay. Its warnings
+    # and errors (the coordinator's too) repeat several times a second while a broker is down: each kind once a
+    # minute (RepeatedBrokerLines).
     # django-axes's banner (its version and lockout mode) is shown at DEBUG too: logged as the apps load in every
     # process, before the process has named itself (core.process.started), it would say service "cli" in the
     # relay, the consumer, the worker and beat. Its failed logins and lockouts come from other loggers.
@@ -340,7 +341,10 @@ def configure(config: Mapping[str, Any]) -> None:
 
 
 def _celery_said(msg: str, f: Any = None) -> None:
-    logging.getLogger("celery.apps.worker").info(msg.strip())
+    text = msg.strip()
+    # A warm shutdown is routine (a deploy); the rest (cold shutdown, Ctrl+C, the SIGUSR1 dump) someone asked for.
+    level = logging.INFO if "Warm shutdown" in text else logging.WARNING
+    logging.getLogger("celery.apps.worker").log(level, text)
 
 
 def celery_notices_to_the_log() -> None:
@@ -351,8 +355,10 @@ def celery_notices_to_the_log() -> None:
     the cold-shutdown and Ctrl+C warnings, the thread dump of SIGUSR1. Each
     was the one line of a stopping worker that was not JSON. Celery looks its
     ``safe_say`` up when it calls it, so replacing it here routes them all
-    (logger ``celery.apps.worker``, INFO). Celery writes from the same signal
-    handlers, to a stream as well; this only changes which one and its form.
+    (logger ``celery.apps.worker``: the warm shutdown at INFO, the others at
+    WARNING, so that they show at any LOG_LEVEL a worker is run with). Celery
+    writes from the same signal handlers, to a stream as well; this only
+    changes which one and its form.
     """
     from celery.apps import worker
 
