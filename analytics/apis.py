@@ -326,9 +326,15 @@ class ReconciliationApi(MetricsApi):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "from", OpenApiTypes.DATETIME, description="The first hour (RFC 3339); default: 24 h before to."
+                "from",
+                OpenApiTypes.DATETIME,
+                description="The first hour (RFC 3339); default: METRICS_WINDOW_HOURS (24) before to.",
             ),
-            OpenApiParameter("to", OpenApiTypes.DATETIME, description="The end (RFC 3339, exclusive); default now."),
+            OpenApiParameter(
+                "to",
+                OpenApiTypes.DATETIME,
+                description="The end (RFC 3339, exclusive); default: the end of the current hour.",
+            ),
         ],
         responses={200: ReconciliationOutput},
     )

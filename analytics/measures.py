@@ -53,7 +53,7 @@ class Group:
 # Ballots (every stored one: valid and void were accepted, rejected ones are the fraud rejections)
 # and stakes, together: a player who entered and staked in one hour is one player of it. One scan
 # serves the hours and the days: GROUPING SETS over (day, kind, currency, hour) and its rollups, so
-# the distinct players of each hour, of each day by dimension and of each day over all (level 0, 1
+# the distinct players of each hour, of each day by dimension and of each day over all (level 0, 2
 # and 3) come from one sort. A day's distinct players are counted over its rows, never summed.
 ENTRIES = Group(
     name="entries",

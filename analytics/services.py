@@ -153,12 +153,17 @@ def backfill_chunks(*, start: datetime, end: datetime, days: int = 7) -> Iterato
         piece_start = piece_end
 
 
+def retention_start(now: datetime) -> date:
+    """The first LOTTERY_TIME_ZONE day kept at ``now`` (METRICS_RETENTION_DAYS): the purge deletes those before."""
+    return day_of(hour_of(now - timedelta(days=settings.METRICS_RETENTION_DAYS)))
+
+
 def metrics_purge(*, now: datetime | None = None) -> int:
     """Delete hourly rows, daily players and the counters and tallies behind them past METRICS_RETENTION_DAYS.
 
     Whole LOTTERY_TIME_ZONE days: the first day kept keeps all its hours, as its players count them.
     """
-    first_kept = day_of(hour_of((now or timezone.now()) - timedelta(days=settings.METRICS_RETENTION_DAYS)))
+    first_kept = retention_start(now or timezone.now())
     cutoff = day_start(first_kept)
     deleted = 0
     with transaction.atomic():

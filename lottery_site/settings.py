@@ -44,7 +44,7 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -54,6 +54,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -202,6 +204,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A server that does not answer (down, or its packets dropped) fails a connection in this many seconds,
+# instead of the system's TCP timeout of minutes: a scrape, a readiness check or a retry loop says so in
+# time. A connect_timeout in DATABASE_URL's query wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+)
 
 # --- Redis: cache (throttle counts shared by every process) and Celery -----
 
@@ -458,7 +466,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # Beat recomputes the hourly table's last METRICS_WINDOW_HOURS hours from the source rows every
 # METRICS_REFRESH_SECONDS (a late event heals its hour); rows older than METRICS_RETENTION_DAYS are purged.
-METRICS_WINDOW_HOURS = env_int("METRICS_WINDOW_HOURS", 24, minimum=1)
+# At most 31 days: the reconciliation checks the window by default, and checks 31 days at most.
+METRICS_WINDOW_HOURS = env_int("METRICS_WINDOW_HOURS", 24, minimum=1, maximum=744)
 METRICS_REFRESH_SECONDS = env_int("METRICS_REFRESH_SECONDS", 300, minimum=10)
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 400, minimum=1)
 if METRICS_RETENTION_DAYS * 24 < METRICS_WINDOW_HOURS:

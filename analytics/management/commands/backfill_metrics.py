@@ -3,12 +3,11 @@
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from analytics.days import EARLIEST, LATEST, day_start, within_bounds
-from analytics.services import backfill_chunks, metrics_recompute
+from analytics.services import backfill_chunks, metrics_recompute, retention_start
 from core.fields import parse_iso_date, parse_rfc3339
 
 WHEN = "YYYY-MM-DD (a day's start in LOTTERY_TIME_ZONE) or an RFC 3339 date-time such as 2026-11-22T10:00:00Z"
@@ -51,10 +50,10 @@ class Command(BaseCommand):
             raise CommandError(f"--to ({end.isoformat()}) is more than a day ahead: nothing has happened there yet.")
         if not 1 <= options["chunk_days"] <= MAX_CHUNK_DAYS:
             raise CommandError(f"--chunk-days must be from 1 to {MAX_CHUNK_DAYS}.")
-        oldest = timezone.now() - timedelta(days=settings.METRICS_RETENTION_DAYS)
-        if start < oldest:
+        kept_from = retention_start(timezone.now())
+        if start < day_start(kept_from):
             self.stderr.write(
-                f"Note: hours before {oldest:%Y-%m-%d %H}:00 are past METRICS_RETENTION_DAYS: the next purge "
+                f"Note: days before {kept_from} are past METRICS_RETENTION_DAYS: the next purge "
                 "deletes them again, and their counters and tallies may be gone already."
             )
         rows = 0
