@@ -198,7 +198,6 @@ def _flush_at_exit(**kwargs: Any) -> None:
 
 # --- A caller's trace headers -------------------------------------------------------
 
-_INBOUND_HEADERS = ("HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE")
 CALLER_TRACEPARENT = "lottery.caller_traceparent"  # WSGI environ: the caller's traceparent, held back
 
 
@@ -213,10 +212,13 @@ def inbound_context_guard(application: Any) -> Any:
 
     if settings.OTEL_TRUST_INBOUND_CONTEXT:
         return application
+    # Every header the configured propagators read (traceparent, tracestate, baggage; b3's, if set up), as WSGI names.
+    held_back = {"HTTP_" + name.upper().replace("-", "_") for name in propagate.get_global_textmap().fields}
+    held_back |= {"HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE"}
 
     def guarded(environ: dict[str, Any], start_response: Any) -> Any:
-        traceparent = environ.pop(_INBOUND_HEADERS[0], None)
-        for name in _INBOUND_HEADERS[1:]:
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        for name in held_back:
             environ.pop(name, None)
         if traceparent:
             environ[CALLER_TRACEPARENT] = traceparent
