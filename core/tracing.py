@@ -21,9 +21,9 @@ around web's WSGI application): the request starts a trace of its own,
 sampled by the ratio, and links the caller's span, so that a client on the
 internet can neither pick the trace id its lines are logged under nor switch
 sampling on for itself. ``OTEL_TRUST_INBOUND_CONTEXT`` continues the caller's
-trace instead, behind a gateway that sets or vets those headers. The
-platform's own hops (Celery's task headers, Kafka's message headers) are
-always continued.
+trace instead, behind a gateway that sets or vets those headers. Celery's
+task headers and Kafka's message headers are always continued: only the
+platform and the services the broker lets produce stakes write them.
 
 Tracing off (the default, and the tests), every helper below costs next to
 nothing: no span is made and the current context is left as it is.
