@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import measures
-from analytics.days import refresh_window, within_bounds
+from analytics.days import EARLIEST, LATEST, refresh_window, within_bounds
 from analytics.models import ALL_KINDS, VIEW_BUSINESS_METRICS, DailySummary, HourlyMetric
 from analytics.selectors import (
     HourCheck,
@@ -106,13 +106,18 @@ class DailyOutput(serializers.ModelSerializer[DailySummary]):
         fields = ["day", "kind", "currency", *measures.COLUMNS, "ballots_refused"]
 
 
+RFC3339_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
 class MomentField(Rfc3339DateTimeField):
     """An RFC 3339 date-time between 1900 and 9000 (UTC): hours and days can be counted around it."""
 
     def to_internal_value(self, value: Any) -> datetime:
         moment = super().to_internal_value(value)
         if not within_bounds(moment):
-            raise serializers.ValidationError("Must lie between 1900-01-01T00:00:00Z and 9000-01-01T00:00:00Z.")
+            raise serializers.ValidationError(
+                f"Must lie between {EARLIEST:%Y-%m-%dT%H:%M:%SZ} and {LATEST:%Y-%m-%dT%H:%M:%SZ}."
+            )
         return moment
 
 

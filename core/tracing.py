@@ -45,6 +45,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def _flush_at_exit(**kwargs: Any) -> None:
 # --- A caller's trace headers -------------------------------------------------------
 
 CALLER_TRACEPARENT = "lottery.caller_traceparent"  # WSGI environ: the caller's traceparent, held back
+_W3C = TraceContextTextMapPropagator()  # reads the held-back traceparent, whatever propagators are configured
 
 
 def inbound_context_guard(application: Any) -> Any:
@@ -214,7 +216,6 @@ def inbound_context_guard(application: Any) -> Any:
         return application
     # Every header the configured propagators read (traceparent, tracestate, baggage; b3's, if set up), as WSGI names.
     held_back = {"HTTP_" + name.upper().replace("-", "_") for name in propagate.get_global_textmap().fields}
-    held_back |= {"HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE"}
 
     def guarded(environ: dict[str, Any], start_response: Any) -> Any:
         traceparent = environ.get("HTTP_TRACEPARENT")
@@ -232,9 +233,7 @@ def _link_the_caller(span: Span, request: Any) -> None:
     traceparent = request.META.get(CALLER_TRACEPARENT)
     if not traceparent or not span.is_recording():
         return
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    caller = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    caller = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
     if caller.get_span_context().is_valid:
         span.add_link(caller.get_span_context(), {"link.kind": "caller"})
 
