@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.authorization import require_permission
@@ -131,44 +131,57 @@ class Tally:
     dead_lettered: int = 0
 
 
-_HOUR_COUNTERS_SQL = sql(
+# Both counters of every partition in the batch, in one statement (one round trip, partitions in order):
+# the running totals and those of the hour of the batch's moment (else the transaction's start).
+_COUNTERS_SQL = sql(
     """
+WITH p AS (
+    SELECT * FROM unnest(%(partitions)s::int[], %(received)s::bigint[], %(applied)s::bigint[],
+                         %(duplicate)s::bigint[], %(dead_lettered)s::bigint[])
+        AS p(partition, received, applied, duplicate, dead_lettered)
+), totals AS (
+    INSERT INTO {ConsumerCounter} AS c (consumer, topic, partition, received, applied, duplicate, dead_lettered)
+    SELECT %(consumer)s, %(topic)s, p.partition, p.received, p.applied, p.duplicate, p.dead_lettered FROM p
+    ORDER BY p.partition
+    ON CONFLICT (consumer, topic, partition) DO UPDATE SET
+        received = c.received + EXCLUDED.received,
+        applied = c.applied + EXCLUDED.applied,
+        duplicate = c.duplicate + EXCLUDED.duplicate,
+        dead_lettered = c.dead_lettered + EXCLUDED.dead_lettered
+)
 INSERT INTO {ConsumerHourCounter} AS c (consumer, topic, partition, hour, received, applied, duplicate, dead_lettered)
-SELECT %s, %s, p.partition, date_trunc('hour', coalesce(%s::timestamptz, now()), 'UTC'),
-       p.received, p.applied, p.duplicate, p.dead
-FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
-    AS p(partition, received, applied, duplicate, dead)
+SELECT %(consumer)s, %(topic)s, p.partition, date_trunc('hour', coalesce(%(at)s::timestamptz, now()), 'UTC'),
+       p.received, p.applied, p.duplicate, p.dead_lettered
+FROM p
+ORDER BY p.partition
 ON CONFLICT (consumer, topic, partition, hour) DO UPDATE SET
     received = c.received + EXCLUDED.received,
     applied = c.applied + EXCLUDED.applied,
     duplicate = c.duplicate + EXCLUDED.duplicate,
     dead_lettered = c.dead_lettered + EXCLUDED.dead_lettered
 """,
+    ConsumerCounter=ConsumerCounter,
     ConsumerHourCounter=ConsumerHourCounter,
 )
+_TALLIED = ("received", "applied", "duplicate", "dead_lettered")
 
 
 def counters_add(*, consumer: str, topic: str, tallies: dict[int, Tally], at: datetime | None = None) -> None:
     """Add a batch's tallies to the per-partition counters, and to those of the hour of ``at`` (the batch's
-    moment, else the transaction's start): F() updates and one upsert, in the caller's transaction."""
-    for partition, tally in tallies.items():
-        assert tally.received == tally.applied + tally.duplicate + tally.dead_lettered, tally
-        ConsumerCounter.objects.get_or_create(consumer=consumer, topic=topic, partition=partition)
-        ConsumerCounter.objects.filter(consumer=consumer, topic=topic, partition=partition).update(
-            received=F("received") + tally.received,
-            applied=F("applied") + tally.applied,
-            duplicate=F("duplicate") + tally.duplicate,
-            dead_lettered=F("dead_lettered") + tally.dead_lettered,
-        )
+    moment, else the transaction's start): one statement, in the caller's transaction."""
     if not tallies:
         return
     partitions = sorted(tallies)
-    columns = [
-        [getattr(tallies[p], name) for p in partitions]
-        for name in ("received", "applied", "duplicate", "dead_lettered")
-    ]
+    columns: dict[str, list[int]] = {name: [] for name in _TALLIED}
+    for partition in partitions:
+        tally = tallies[partition]
+        assert tally.received == tally.applied + tally.duplicate + tally.dead_lettered, tally
+        for name in _TALLIED:
+            columns[name].append(getattr(tally, name))
     with connection.cursor() as cursor:
-        cursor.execute(_HOUR_COUNTERS_SQL, [consumer, topic, at, partitions, *columns])
+        cursor.execute(
+            _COUNTERS_SQL, {"consumer": consumer, "topic": topic, "at": at, "partitions": partitions, **columns}
+        )
 
 
 def counters_total(*, consumer: str) -> Counter[str]:
