@@ -333,7 +333,10 @@ class ReconciliationApi(MetricsApi):
             OpenApiParameter(
                 "from",
                 OpenApiTypes.DATETIME,
-                description="The first hour (RFC 3339); default: METRICS_WINDOW_HOURS (24) before to.",
+                description=(
+                    "The first hour (RFC 3339); default: as many hours before to as beat's refresh keeps "
+                    "(METRICS_WINDOW_HOURS, 24, and an earlier hour whose recompute is not yet due)."
+                ),
             ),
             OpenApiParameter(
                 "to",

@@ -53,12 +53,17 @@ def days_between(start: datetime, end: datetime, tz: ZoneInfo | None = None) -> 
 
 
 def refresh_window(now: datetime) -> tuple[datetime, datetime]:
-    """``[start, end)`` of the hours beat's refresh recomputes at ``now``: METRICS_WINDOW_HOURS, this one included.
+    """``[start, end)`` of the hours beat's refresh recomputes at ``now``: METRICS_WINDOW_HOURS, this one included,
+    and every earlier hour whose recompute is not yet due (``recompute_due``).
 
-    Also what the reconciliation checks by default: the hours the table keeps up by itself.
+    Without the latter a window of one hour, or a refresh period longer than the window, would
+    leave what an hour took in after its last refresh uncounted: at 10:02, the window [10:00, 11:00)
+    misses the ballots of 9:58. Also what the reconciliation checks by default: the hours the table
+    keeps up by itself.
     """
     end = hour_of(now) + HOUR
-    return end - settings.METRICS_WINDOW_HOURS * HOUR, end
+    not_yet_due = hour_of(now - 2 * timedelta(seconds=settings.METRICS_REFRESH_SECONDS))
+    return min(end - settings.METRICS_WINDOW_HOURS * HOUR, not_yet_due), end
 
 
 def recompute_due(hour: datetime) -> datetime:

@@ -137,7 +137,8 @@ def metrics_recompute(*, start: datetime, end: datetime, now: datetime | None = 
 
 
 def metrics_refresh(*, now: datetime | None = None) -> Recomputed:
-    """Recompute the trailing METRICS_WINDOW_HOURS hours, the current one included (what beat runs)."""
+    """Recompute the hours of ``refresh_window``: the trailing METRICS_WINDOW_HOURS, the current one included,
+    and any earlier hour not yet due (what beat runs)."""
     now = now or timezone.now()
     start, end = refresh_window(now)
     return metrics_recompute(start=start, end=end, now=now)

@@ -90,6 +90,26 @@ def test_a_rerun_changes_nothing_and_a_late_event_heals_its_hour(
     assert HourlyMetric.objects.aggregate(n=Sum("ballots_accepted"))["n"] == 8  # counted once, not added
 
 
+def test_a_one_hour_window_still_counts_the_last_minutes_of_the_hour_before(settings, make_player, make_lottery, enter):
+    settings.METRICS_WINDOW_HOURS = 1
+    settings.METRICS_REFRESH_SECONDS = 300
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - 3 * HOUR
+    lottery = make_lottery(opens_at=hour - HOUR)
+    enter(lottery, make_player(), now=hour + timedelta(minutes=50))
+    metrics_refresh(now=hour + timedelta(minutes=55))  # the hour's last refresh while it runs
+    enter(lottery, make_player(), now=hour + timedelta(minutes=58))
+
+    # Two minutes into the next hour: the window is that hour alone, but the one before is not due yet.
+    metrics_refresh(now=hour + HOUR + timedelta(minutes=2))
+    row = HourlyMetric.objects.get(hour=hour, kind="drop")
+    assert (row.ballots_accepted, row.unique_players) == (2, 2)
+
+    # Once its recompute is due (two refresh periods after its end), the refresh leaves it alone.
+    enter(lottery, make_player(), now=hour + timedelta(minutes=59))  # stored late, say by a long transaction
+    metrics_refresh(now=hour + HOUR + timedelta(minutes=11))
+    assert HourlyMetric.objects.get(hour=hour, kind="drop").ballots_accepted == 2
+
+
 def test_an_hour_whose_sources_are_gone_loses_its_row(make_player, make_lottery, enter):
     lottery = make_lottery()
     ballot = enter(lottery, make_player())
