@@ -128,6 +128,10 @@ def _exporter(settings: Any) -> Any:
     if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        from core import otlp
+
+        if not otlp.use_in_exporter():  # the same request, written straight into bytes (core.otlp)
+            logger.warning("the OTLP exporter's encoder is not where core.otlp expects it: spans encoded the SDK's way")
         return OTLPSpanExporter(endpoint=f"{settings.OTEL_EXPORTER_OTLP_ENDPOINT}/v1/traces")
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 

@@ -81,6 +81,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
+        self.bodies: list[bytes] = []  # each request as it came (decompressed)
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -96,6 +97,7 @@ class Receiver:
                 spans = decode(body)
                 with receiver._lock:
                     receiver.spans.extend(spans)
+                    receiver.bodies.append(body)
                     receiver.requests += 1
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
