@@ -12,6 +12,11 @@ writes parses, with ``opentelemetry-proto``, into the very message that
 ``encode_spans`` of the SDK's encoder builds: ``tests/core/test_otlp.py``
 compares the two over every kind of field.
 
+Where the two differ, on purpose: an array or map nested more than 32 levels
+deep is left out (logged), where the SDK's encoder drops it or, deeper,
+fails the whole batch; and a batch this module cannot encode is encoded by the
+SDK's encoder (logged) rather than lost.
+
 ``use_in_exporter`` makes the SDK's OTLP/HTTP exporter send these bytes; its
 settings, retries, transport and self-metrics stay the SDK's.
 """
@@ -115,6 +120,9 @@ _KINDS = {
 }
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Arrays and maps nested deeper are left out (logged): past about 47 levels a request exceeds the nesting
+# that protobuf parsers accept (100), where the SDK's encoder drops the attribute or fails the whole batch.
+_MAX_NESTING = 32
 _SPAN_FLAGS_LOCAL = _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE)
 _SPAN_FLAGS_REMOTE = _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 
@@ -138,7 +146,7 @@ def _cached_header(kind: str, obj: Any, encode: Any) -> bytes:
     return encoded
 
 
-def _any_value(value: Any) -> bytes:
+def _any_value(value: Any, depth: int = 0) -> bytes:
     """An AnyValue's fields (the SDK's ``_encode_value``: None is the empty value)."""
     if value is None:
         return b""
@@ -154,15 +162,19 @@ def _any_value(value: Any) -> bytes:
         return _ANY_DOUBLE + _pack_double(value)
     if isinstance(value, bytes):
         return _len_field(_ANY_BYTES, value)
+    if depth >= _MAX_NESTING:
+        raise ValueError(f"nested more than {_MAX_NESTING} levels deep")
     if isinstance(value, Sequence):
-        return _len_field(_ANY_ARRAY, b"".join(_len_field(_VALUES, _any_value(item)) for item in value))
+        return _len_field(_ANY_ARRAY, b"".join(_len_field(_VALUES, _any_value(item, depth + 1)) for item in value))
     if isinstance(value, Mapping):
-        return _len_field(_ANY_KVLIST, b"".join(_len_field(_VALUES, _key_value(str(k), v)) for k, v in value.items()))
+        return _len_field(
+            _ANY_KVLIST, b"".join(_len_field(_VALUES, _key_value(str(k), v, depth + 1)) for k, v in value.items())
+        )
     raise TypeError(f"invalid type {type(value)} of value {value!r}")
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    return _len_field(_KV_KEY, key.encode()) + _len_field(_KV_VALUE, _any_value(value))
+def _key_value(key: str, value: Any, depth: int = 0) -> bytes:
+    return _len_field(_KV_KEY, key.encode()) + _len_field(_KV_VALUE, _any_value(value, depth))
 
 
 def _attributes_of(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -172,12 +184,13 @@ def _attributes_of(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     parts = []
     for key, value in attributes.items():
-        cache_key = (tag, key, type(value), value) if isinstance(value, str | bool | int | float | bytes) else None
+        # Not floats: 0.0 and -0.0 are one key of a dict, and two different encodings.
+        cache_key = (tag, key, type(value), value) if isinstance(value, str | bool | int | bytes) else None
         encoded = _attributes.get(cache_key) if cache_key is not None else None
         if encoded is None:
             try:
                 encoded = _len_field(tag, _key_value(key, value))
-            except (TypeError, ValueError) as error:
+            except Exception as error:  # as the SDK's encoder: the attribute is left out, the span kept
                 logger.exception("Failed to encode key %s: %s", key, error)
                 continue
             if cache_key is not None:
@@ -281,45 +294,47 @@ def _span(span: ReadableSpan) -> bytes:
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialised ``ExportTraceServiceRequest`` of ``spans``: by resource, then by scope, in order met."""
-    # Grouped by identity first (a Resource hashes by dumping its attributes to JSON, per call), then
-    # equal resources and scopes put together, as the SDK's encoder groups them.
-    by_identity: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
+    # Grouped as the SDK's encoder groups them, in dicts keyed by resource and by scope (hash and
+    # equality), each distinct object looked up once: a Resource hashes by dumping its attributes to JSON.
+    resources: dict[Any, dict[Any, list[bytes]]] = {}
+    groups: dict[tuple[int, int], list[bytes]] = {}  # by the span's objects' identities (alive during the call)
     for span in spans:
-        scope = span.instrumentation_scope or None
-        key = (id(span.resource), id(scope))
-        group = by_identity.get(key)
+        resource, scope = span.resource, span.instrumentation_scope or None
+        group = groups.get((id(resource), id(scope)))
         if group is None:
-            group = by_identity[key] = (span.resource, scope, [])
-        group[2].append(_span(span))
-    grouped: list[tuple[Any, list[tuple[Any, list[bytes]]]]] = []
-    for resource, scope, encoded in by_identity.values():
-        scopes = next((found for known, found in grouped if known is resource or known == resource), None)
-        if scopes is None:
-            scopes = []
-            grouped.append((resource, scopes))
-        same = next((found for known, found in scopes if known is scope or known == scope), None)
-        if same is None:
-            scopes.append((scope, encoded))
-        else:
-            same.extend(encoded)
+            group = groups[(id(resource), id(scope))] = resources.setdefault(resource, {}).setdefault(scope, [])
+        group.append(_span(span))
     request = []
-    for resource, scopes in grouped:
+    for resource, scopes in resources.items():
         scope_spans = b"".join(
             _len_field(_RESOURCE_SPANS_SCOPE_SPANS, _scope_spans_header(scope) + b"".join(encoded))
-            for scope, encoded in scopes
+            for scope, encoded in scopes.items()
         )
         request.append(_len_field(_REQUEST_RESOURCE_SPANS, _resource_header(resource) + scope_spans))
     return b"".join(request)
 
 
 class EncodedRequest:
-    """What the SDK's exporter asks its encoder for: an object that serialises to the request's bytes."""
+    """What the SDK's exporter asks its encoder for: an object that serialises to the request's bytes.
+
+    Should ``encode_spans`` fail on a batch, the SDK's encoder encodes it (logged), so that the
+    spans are not lost for this module's sake.
+    """
+
+    sdk_encode_spans: Any = None  # the SDK's encoder, kept by ``use_in_exporter``
 
     def __init__(self, spans: Sequence[ReadableSpan]) -> None:
         self._spans = spans
 
     def SerializePartialToString(self) -> bytes:
-        return encode_spans(self._spans)
+        try:
+            return encode_spans(self._spans)
+        except Exception:
+            if EncodedRequest.sdk_encode_spans is None:
+                raise
+            logger.exception("core.otlp could not encode a batch of %d spans; the SDK's encoder does", len(self._spans))
+            encoded: bytes = EncodedRequest.sdk_encode_spans(self._spans).SerializePartialToString()
+            return encoded
 
     SerializeToString = SerializePartialToString
 
@@ -328,7 +343,11 @@ def use_in_exporter() -> bool:
     """Make ``OTLPSpanExporter`` encode with ``encode_spans``; False (and the SDK's encoder) if it has changed."""
     from opentelemetry.exporter.otlp.proto.http import trace_exporter
 
-    if not callable(getattr(trace_exporter, "encode_spans", None)):
+    current = getattr(trace_exporter, "encode_spans", None)
+    if current is EncodedRequest:
+        return True
+    if not callable(current):
         return False
+    EncodedRequest.sdk_encode_spans = current
     trace_exporter.encode_spans = EncodedRequest  # type: ignore[attr-defined,assignment]
     return True

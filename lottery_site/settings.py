@@ -468,10 +468,13 @@ CELERY_BEAT_SCHEDULE = {
 # METRICS_REFRESH_SECONDS (a late event heals its hour); rows older than METRICS_RETENTION_DAYS are purged.
 # At most 31 days: the reconciliation checks the window by default, and checks 31 days at most.
 METRICS_WINDOW_HOURS = env_int("METRICS_WINDOW_HOURS", 24, minimum=1, maximum=744)
-METRICS_REFRESH_SECONDS = env_int("METRICS_REFRESH_SECONDS", 300, minimum=10)
+# At most a day: the refresh also recomputes the hours of the last two periods (analytics.days.refresh_window),
+# which keeps its window within the 31 days above.
+METRICS_REFRESH_SECONDS = env_int("METRICS_REFRESH_SECONDS", 300, minimum=10, maximum=86400)
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 400, minimum=1)
-if METRICS_RETENTION_DAYS * 24 < METRICS_WINDOW_HOURS:
-    raise ImproperlyConfigured("METRICS_RETENTION_DAYS must cover METRICS_WINDOW_HOURS")
+_metrics_hours_recomputed = max(METRICS_WINDOW_HOURS, 2 * METRICS_REFRESH_SECONDS // 3600 + 1)
+if _metrics_hours_recomputed > METRICS_RETENTION_DAYS * 24:
+    raise ImproperlyConfigured("METRICS_RETENTION_DAYS must cover METRICS_WINDOW_HOURS and two METRICS_REFRESH_SECONDS")
 # How often each process writes the tallies it batches (core.tallies: refused ballots); 0: at once.
 TALLY_FLUSH_SECONDS = env_float("TALLY_FLUSH_SECONDS", 2.0, minimum=0.0)
 CELERY_BEAT_SCHEDULE["refresh-business-metrics"] = {

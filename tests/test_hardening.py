@@ -222,3 +222,21 @@ def test_behind_a_proxy_the_outside_caller_is_refused_and_the_scraper_served(cli
 @pytest.mark.django_db
 def test_x_forwarded_for_cannot_claim_a_private_address_without_proxies(client):
     _assert_refused(client.get("/metrics", REMOTE_ADDR=PUBLIC, HTTP_X_FORWARDED_FOR="127.0.0.1"))
+
+
+# --- Business metrics' settings -------------------------------------------------------------
+
+
+def test_the_metrics_refresh_period_is_at_most_a_day_and_retention_covers_two_periods():
+    # The refresh recomputes the hours of its last two periods too: a longer period would stretch its
+    # window past the 31 days a reconciliation may span, and past the retention.
+    assert _settings_under({"METRICS_REFRESH_SECONDS": "86400"}, "METRICS_REFRESH_SECONDS").stdout.split() == ["86400"]
+    too_long = _settings_under({"METRICS_REFRESH_SECONDS": "86401"}, "METRICS_REFRESH_SECONDS")
+    assert too_long.returncode != 0 and "METRICS_REFRESH_SECONDS" in too_long.stderr
+    short_retention = _settings_under(
+        {"METRICS_REFRESH_SECONDS": "86400", "METRICS_RETENTION_DAYS": "2"}, "METRICS_RETENTION_DAYS"
+    )
+    assert short_retention.returncode != 0
+    assert "METRICS_RETENTION_DAYS must cover METRICS_WINDOW_HOURS and two METRICS_REFRESH_SECONDS" in (
+        short_retention.stderr
+    )

@@ -155,3 +155,17 @@ def test_the_metrics_operations_are_in_the_openapi_document_with_their_errors(cl
         assert "permission_denied" in operation["responses"]["403"]["description"]
     hourly = document["paths"]["/api/v1/metrics/hourly"]["get"]["parameters"]
     assert next(p for p in hourly if p["name"] == "kind")["schema"]["enum"] == ["daily", "drop", "pool", "none"]
+
+
+@pytest.mark.parametrize(
+    ("window", "refresh", "hours"), [(744, 86400, 744), (1, 86400, 49), (1, 300, 1), (24, 3600, 24)]
+)
+def test_the_default_reconciliation_is_the_refresh_window_within_its_limit(
+    settings, client_for, make_player, window, refresh, hours
+):
+    # The window's reach-back of two refresh periods stays within the 31 days a reconciliation may span,
+    # whatever the settings allow (the refresh period is at most a day).
+    settings.METRICS_WINDOW_HOURS, settings.METRICS_REFRESH_SECONDS = window, refresh
+    answer = client_for(make_player(roles=["compliance"])).get(reverse("metrics-reconciliation"))
+    assert answer.status_code == 200, answer.json()
+    assert len(answer.json()["hours"]) in (hours, hours + 1)  # one more while the hour before is not due

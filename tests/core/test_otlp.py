@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
@@ -162,3 +163,65 @@ def test_the_otlp_exporter_sends_the_direct_encoding(monkeypatch: pytest.MonkeyP
     assert collector.bodies == [otlp.encode_spans(spans)]
     assert _parsed(collector.bodies[0]) == _sdk(spans)
     assert sorted(span.name for span in collector.all()) == sorted(span.name for span in spans)
+
+
+CONTEXT = SpanContext(trace_id=7, span_id=8, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
+def test_values_that_compare_equal_keep_their_own_encoding() -> None:
+    for first, second in ((0.0, -0.0), (-0.0, 0.0), (1, True), (True, 1), (1, 1.0)):
+        spans = [
+            ReadableSpan("a", CONTEXT, attributes={"v": first}),
+            ReadableSpan("b", CONTEXT, attributes={"v": second}),
+        ]
+        assert _parsed(otlp.encode_spans(spans[:1])) == _sdk(spans[:1])
+        assert _parsed(otlp.encode_spans(spans[1:])) == _sdk(spans[1:]), (first, second)
+
+
+def test_resources_and_scopes_group_as_the_sdk_groups_them() -> None:
+    # Equal resources that hash apart (1 and 1.0 in their attributes) stay apart, as in the SDK's dict.
+    apart = [
+        ReadableSpan("x", CONTEXT, resource=Resource({"n": 1})),
+        ReadableSpan("y", CONTEXT, resource=Resource({"n": 1.0})),
+    ]
+    assert _parsed(otlp.encode_spans(apart)) == _sdk(apart)
+    assert len(_parsed(otlp.encode_spans(apart)).resource_spans) == 2
+    # Two providers of one resource, their spans alternating: one group, in the order met.
+    kept = _Keep()
+    resource = Resource.create({"service.name": "web"})
+    first, second = _provider(kept, resource), _provider(kept, resource)
+    for provider in (first, second, first, second):
+        with provider.get_tracer("lottery").start_as_current_span("step"):
+            pass
+    assert _parsed(otlp.encode_spans(kept.spans)) == _sdk(kept.spans)
+
+
+def test_a_value_nested_too_deep_is_left_out_and_the_batch_kept(caplog: pytest.LogCaptureFixture) -> None:
+    for levels in (40, 400):
+        deep: Any = 1
+        for _ in range(levels):
+            deep = (deep,)
+        spans = [ReadableSpan("deep", CONTEXT, attributes={"deep": deep, "kept": "yes"}), ReadableSpan("ok", CONTEXT)]
+        with caplog.at_level(logging.ERROR, logger="core.otlp"):
+            request = _parsed(otlp.encode_spans(spans))
+        encoded = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+        assert [span.name for span in encoded] == ["deep", "ok"]
+        assert [kv.key for kv in encoded[0].attributes] == ["kept"]
+        assert "Failed to encode key deep" in caplog.text
+
+
+def test_a_batch_it_cannot_encode_goes_the_sdks_way(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(trace_exporter, "encode_spans", sdk_encode_spans)
+    assert otlp.use_in_exporter()
+    spans = every_kind_of_span()
+
+    def broken(span: ReadableSpan) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(otlp, "_span", broken)
+    with caplog.at_level(logging.ERROR, logger="core.otlp"):
+        body = otlp.EncodedRequest(spans).SerializePartialToString()
+    assert _parsed(body) == _sdk(spans)
+    assert "the SDK's encoder does" in caplog.text
