@@ -23,7 +23,7 @@ settings, retries, transport and self-metrics stay the SDK's.
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -93,15 +93,11 @@ _EVENT_TIME, _EVENT_NAME, _EVENT_ATTRIBUTE, _EVENT_DROPPED = (
     _tag(3, _LEN),
     _tag(4, _VARINT),
 )
-# Span.Link: trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags.
+# Span.Link: trace_id, span_id, attributes, dropped_attributes_count, flags (no trace_state: the SDK's
+# encoder writes none).
 _LINK_TRACE_ID = _tag(1, _LEN) + _varint(16)
 _LINK_SPAN_ID = _tag(2, _LEN) + _varint(8)
-_LINK_TRACE_STATE, _LINK_ATTRIBUTE, _LINK_DROPPED, _LINK_FLAGS = (
-    _tag(3, _LEN),
-    _tag(4, _LEN),
-    _tag(5, _VARINT),
-    _tag(6, _I32),
-)
+_LINK_ATTRIBUTE, _LINK_DROPPED, _LINK_FLAGS = _tag(4, _LEN), _tag(5, _VARINT), _tag(6, _I32)
 # Status: message (2), code (3).
 _STATUS_MESSAGE, _STATUS_CODE = _tag(2, _LEN), _tag(3, _VARINT)
 # KeyValue: key, value; AnyValue: string, bool, int, double, array, kvlist, bytes; ArrayValue/KeyValueList: values.
@@ -135,11 +131,11 @@ _HEADER_CACHE_SIZE = 256
 _headers: dict[tuple[str, int], tuple[Any, bytes]] = {}
 
 
-def _cached_header(kind: str, obj: Any, encode: Any) -> bytes:
+def _cached_header(kind: str, obj: Any, encode: Callable[[Any], bytes]) -> bytes:
     cached = _headers.get((kind, id(obj)))
     if cached is not None and cached[0] is obj:
         return cached[1]
-    encoded: bytes = encode(obj)
+    encoded = encode(obj)
     if len(_headers) >= _HEADER_CACHE_SIZE:
         _headers.clear()
     _headers[(kind, id(obj))] = (obj, encoded)
