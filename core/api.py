@@ -265,3 +265,49 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         return csrf.csrf_failure(request, reason)
     message = f"CSRF verification failed: {reason}" if reason else "CSRF verification failed."
     return json_error("csrf_failed", message, status.HTTP_403_FORBIDDEN)
+
+
+# --- Idempotency-Key: a retried POST returns its first result -----------------------------------------------
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # 1 to 255 printable ASCII characters, no space
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class _IdempotencyKeyInput(serializers.Serializer[dict[str, str]]):
+    idempotency_key = serializers.RegexField(IDEMPOTENCY_KEY_PATTERN, required=False)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key, or None when it sends none; a malformed one is a 400 ``validation_error``."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:  # most calls send none: nothing to validate
+        return None
+    headers = _IdempotencyKeyInput(data={"idempotency_key": key})
+    headers.is_valid(raise_exception=True)
+    validated: str = headers.validated_data["idempotency_key"]
+    return validated
+
+
+def idempotency_parameters(*, unique_per: str, status_code: int) -> list[Any]:
+    """The OpenAPI description of the Idempotency-Key header and of the replay's answer header."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return [
+        OpenApiParameter(
+            IDEMPOTENCY_HEADER,
+            {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "minLength": 1, "maxLength": 255},
+            OpenApiParameter.HEADER,
+            description=(
+                f"Optional, unique per {unique_per}: a retry with the same key returns the first result. "
+                "1 to 255 printable ASCII characters, no spaces; sent empty, it is refused."
+            ),
+        ),
+        OpenApiParameter(
+            REPLAYED_HEADER,
+            {"type": "string", "enum": ["true"]},
+            OpenApiParameter.HEADER,
+            description="Present when this is the first result of the same Idempotency-Key, replayed.",
+            response=[status_code],
+        ),
+    ]

@@ -20,7 +20,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from django.db import connection, models
+from django.db import IntegrityError, connection, models
 from django.utils import timezone
 
 Row = Mapping[str, Any]
@@ -210,3 +210,9 @@ def next_ids(model: type[models.Model], count: int) -> list[int]:
             [model._meta.db_table, pk.column, count],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the constraint an INSERT or UPDATE broke, as PostgreSQL reports it (psycopg's diagnostics)."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)

@@ -4,7 +4,7 @@ from typing import Any, ClassVar
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import represent
+from core.api import REPLAYED_HEADER, idempotency_key, idempotency_parameters, represent
 from core.errors import ApplicationError
 from core.fields import StrictBooleanField
 from core.filters import IdFilter, StrictFilterSet
@@ -37,9 +37,6 @@ from entries.phones import mask_phone
 from entries.selectors import ballots_of_player, player_as_stored
 from entries.services import ballot_submit, my_notifications_set
 from lotteries.errors import LotteryClosed, LotteryNotFound, LotteryNotOpen, StakeRequired
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # 1 to 255 printable ASCII characters, no space
 
 
 class BallotOutput(serializers.ModelSerializer[Ballot]):
@@ -68,42 +65,18 @@ class BallotSubmitApi(APIView):
         IdempotencyKeyReused,
     )
 
-    class HeaderInput(serializers.Serializer[dict[str, str]]):
-        idempotency_key = serializers.RegexField(IDEMPOTENCY_KEY_PATTERN, required=False)
-
     @extend_schema(
         request=None,
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "minLength": 1, "maxLength": 255},
-                OpenApiParameter.HEADER,
-                description=(
-                    "Optional, unique per player: a retry with the same key returns the first result. "
-                    "1 to 255 printable ASCII characters, no spaces; sent empty, it is refused."
-                ),
-            ),
-            OpenApiParameter(
-                "Idempotent-Replayed",
-                {"type": "string", "enum": ["true"]},
-                OpenApiParameter.HEADER,
-                description="Present when this is the first result of the same Idempotency-Key, replayed.",
-                response=[201],
-            ),
-        ],
+        parameters=idempotency_parameters(unique_per="player", status_code=201),
         responses={201: BallotOutput},
     )
     def post(self, request: Request, lottery_id: int) -> Response:
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is not None:  # most calls send none: nothing to validate
-            headers = self.HeaderInput(data={"idempotency_key": key})
-            headers.is_valid(raise_exception=True)
-            key = headers.validated_data["idempotency_key"]
+        key = idempotency_key(request)
         assert isinstance(request.user, Player)
         result = ballot_submit(lottery_id=lottery_id, player=request.user, idempotency_key=key)
         response = Response(represent(BallotOutput, result.ballot), status=status.HTTP_201_CREATED)
         if result.replayed:
-            response["Idempotent-Replayed"] = "true"
+            response[REPLAYED_HEADER] = "true"
         return response
 
 

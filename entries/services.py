@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from core import tracing
 from core.authorization import actor_id, require_permission
-from core.db import column_of, sql
+from core.db import column_of, sql, violated_constraint
 from core.errors import ApplicationError
 from core.resilience import drop_database_connection
 from core.tallies import tally
@@ -252,7 +252,7 @@ def _ballot_submit(
                 continue
             raise
         except IntegrityError as error:
-            constraint = _violated_constraint(error)
+            constraint = violated_constraint(error)
             if constraint == _IDEMPOTENCY_CONSTRAINT:
                 return _replay(player=player, lottery_id=lottery_id, idempotency_key=idempotency_key)
             if constraint == _SLOT_CONSTRAINT:
@@ -379,11 +379,6 @@ def _outcome(
 
 def _sqlstate(error: Exception) -> str | None:
     return getattr(error.__cause__, "sqlstate", None)
-
-
-def _violated_constraint(error: IntegrityError) -> str | None:
-    diag = getattr(error.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None)
 
 
 def _duplicate_entry(ballot: Ballot) -> DuplicateEntry:
