@@ -5,19 +5,19 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django.core.validators import RegexValidator
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import REPLAYED_HEADER, idempotency_key, idempotency_parameters
 from core.errors import ApplicationError
 from core.fields import Rfc3339DateTimeField, StrictBooleanField, StrictCharField, StrictIntegerField
 from core.permissions import StaffOrInternalTokenApi
 from entries.models import Player
-from lifecycle.services import drop_create, lottery_close
+from lifecycle.services import drop_request, lottery_close
 from lotteries.apis import LotteryDetailOutput
-from lotteries.errors import InvalidLottery, LotteryNotDue, LotteryNotFound, LotteryNotOpen
+from lotteries.errors import DropKeyReused, InvalidLottery, LotteryNotDue, LotteryNotFound, LotteryNotOpen
 from lotteries.models import CLOSE_LOTTERY, CREATE_DROP, TransitionSource
 from lotteries.selectors import lottery_detail
 from lotteries.services import DROP_MAX_ALTERNATES, DROP_MAX_QUANTITY
@@ -78,11 +78,15 @@ class DropCreateApi(StaffOrInternalTokenApi):
     closes and is drawn within seconds of `closes_at`: `winners_count`
     (default: the quantity) ranked winners, then `alternates_count` ranked
     alternates from the same shuffle. Its seed commitment is published at once.
+
+    With an `Idempotency-Key`, a retry of the same terms returns the first
+    drop (201, `Idempotent-Replayed: true`) instead of creating another; the
+    same key with other terms is refused (422 `idempotency_key_reused`).
     """
 
     required_permission = CREATE_DROP
     internal_token_purpose = "drops"  # noqa: S105 (the name of a purpose, not a secret)
-    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (InvalidLottery,)
+    domain_errors: ClassVar[tuple[type[ApplicationError], ...]] = (InvalidLottery, DropKeyReused)
 
     @extend_schema_serializer(component_name="DropCreateInput")
     class Input(serializers.Serializer[dict[str, Any]]):
@@ -104,24 +108,32 @@ class DropCreateApi(StaffOrInternalTokenApi):
         def validate_closes_at(self, value: datetime) -> datetime:
             return _storable(value)
 
-    @extend_schema(request=Input, responses={201: LotteryDetailOutput})
+    @extend_schema(
+        request=Input,
+        parameters=idempotency_parameters(unique_per="caller (staff member, or the drops token)", status_code=201),
+        responses={201: LotteryDetailOutput},
+    )
     def post(self, request: Request) -> Response:
+        key = idempotency_key(request)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         terms = data.validated_data
         actor = self.actor(request)
         assert actor is None or isinstance(actor, Player)
-        now = timezone.now()
-        lottery = drop_create(
+        outcome = drop_request(
+            idempotency_key=key,
             title=terms["title"],
             prize=terms["prize"],
             prize_quantity=terms["prize_quantity"],
-            opens_at=terms.get("opens_at") or now,
+            opens_at=terms.get("opens_at"),
             closes_at=terms["closes_at"],
             winners_count=terms.get("winners_count"),
             alternates_count=terms["alternates_count"],
             source=TransitionSource.API,
             actor=actor,
-            now=now,
         )
-        return Response(LotteryDetailOutput(lottery_detail(lottery_id=lottery.pk)).data, status=status.HTTP_201_CREATED)
+        detail = LotteryDetailOutput(lottery_detail(lottery_id=outcome.lottery.pk)).data
+        response = Response(detail, status=status.HTTP_201_CREATED)
+        if outcome.replayed:
+            response[REPLAYED_HEADER] = "true"
+        return response

@@ -7,6 +7,9 @@ here, above them, so that none of them imports another upward. Every caller
 idempotent, so any number of concurrent calls yield one draw.
 """
 
+import functools
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,15 +23,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import tracing
-from core.authorization import require_permission
-from core.db import next_ids, object_row, write_rows
+from core.authorization import actor_id, require_permission
+from core.db import next_ids, object_row, violated_constraint, write_rows
 from draws import algorithm
 from draws.events import lottery_drawn
 from draws.models import Draw
 from draws.services import draw_run, seeds_store
 from entries.selectors import players_opted_in_to_sms
+from lifecycle.models import DROP_REQUEST_KEY_CONSTRAINT, DropRequest
 from lotteries import events as lottery_events
-from lotteries.errors import LotteryNotDue, LotteryNotFound, LotteryNotOpen
+from lotteries.errors import DropKeyReused, LotteryNotDue, LotteryNotFound, LotteryNotOpen
 from lotteries.events import RefundStake
 from lotteries.models import CLOSE_LOTTERY, CREATE_DROP, FORCE_CLOSE_LOTTERY, Lottery, TransitionSource
 from lotteries.services import (
@@ -200,6 +204,7 @@ def drop_create(
     source: str,
     actor: AbstractUser | None = None,
     now: datetime | None = None,
+    request: tuple[str, str] | None = None,
 ) -> Lottery:
     """Create a drop (``drop_new``'s rules): open now, or ``scheduled`` until ``opens_at``.
 
@@ -209,7 +214,8 @@ def drop_create(
     (``lifecycle.tasks.lottery_timers_arm``), so it opens and closes within
     seconds of its window; beat's sweeps are the safety net. A staff
     ``actor`` needs ``create_drop``; ``None`` is the platform (the command,
-    the drops token).
+    the drops token). ``request`` (Idempotency-Key, terms digest) is stored with
+    the drop, in its transaction (``drop_request``).
     """
     require_permission(actor, CREATE_DROP)
     now = now or timezone.now()
@@ -225,6 +231,8 @@ def drop_create(
     )
     with transaction.atomic():
         lotteries_open([lottery], source=source, actor=actor, now=now)
+        if request is not None:  # a racing retry of the same key fails here, and nothing of this drop stays
+            DropRequest.objects.create(actor_id=actor_id(actor), key=request[0], terms=request[1], lottery=lottery)
         if lottery.state == Lottery.State.OPEN:
             _drop_announce(lottery, now=now)
         transaction.on_commit(lambda: _timers_arm([lottery]), robust=True)
@@ -239,6 +247,83 @@ def drop_create(
         },
     )
     return lottery
+
+
+@dataclass(frozen=True)
+class DropOutcome:
+    lottery: Lottery
+    replayed: bool  # True: the Idempotency-Key's first drop, returned again; nothing was created
+
+
+def drop_request(
+    *,
+    idempotency_key: str | None,
+    title: str,
+    prize: str,
+    prize_quantity: int,
+    opens_at: datetime | None,
+    closes_at: datetime,
+    winners_count: int | None = None,
+    alternates_count: int = 0,
+    source: str,
+    actor: AbstractUser | None = None,
+    now: datetime | None = None,
+) -> DropOutcome:
+    """``drop_create`` as a caller asked it, at most once per Idempotency-Key (``POST /api/v1/drops``).
+
+    ``opens_at`` ``None`` is now. With a key, the first call creates the drop
+    and stores the key with it, in one transaction; a retry with the same key
+    and the same terms returns that drop (``replayed``), even while the first
+    is still committing; the same key with other terms raises
+    ``DropKeyReused``. Keys are the caller's own: each staff member's, and the
+    platform's (``actor`` ``None``).
+    """
+    require_permission(actor, CREATE_DROP)
+    now = now or timezone.now()
+    create = functools.partial(
+        drop_create,
+        title=title,
+        prize=prize,
+        prize_quantity=prize_quantity,
+        opens_at=opens_at or now,
+        closes_at=closes_at,
+        winners_count=winners_count,
+        alternates_count=alternates_count,
+        source=source,
+        actor=actor,
+        now=now,
+    )
+    if idempotency_key is None:
+        return DropOutcome(create(), replayed=False)
+    terms = {"title": title, "prize": prize, "prize_quantity": prize_quantity, "opens_at": opens_at}
+    terms |= {"closes_at": closes_at, "winners_count": winners_count, "alternates_count": alternates_count}
+    return _drop_once(actor, idempotency_key, _terms_digest(terms), create)
+
+
+def _drop_once(actor: AbstractUser | None, key: str, digest: str, create: Callable[..., Lottery]) -> DropOutcome:
+    first = _first_request(actor, key)
+    if first is None:
+        try:
+            return DropOutcome(create(request=(key, digest)), replayed=False)
+        except IntegrityError as error:
+            if violated_constraint(error) != DROP_REQUEST_KEY_CONSTRAINT:
+                raise
+        first = _first_request(actor, key)  # the racing call that won has committed
+        assert first is not None
+    if first.terms != digest:
+        raise DropKeyReused(details={"lottery_id": first.lottery_id})
+    logger.info("drop request replayed", extra={"lottery_id": first.lottery_id})
+    return DropOutcome(first.lottery, replayed=True)
+
+
+def _terms_digest(terms: dict[str, Any]) -> str:
+    """The terms as asked (an absent ``opens_at`` stays absent: "now" differs between retries), canonically."""
+    canonical = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in terms.items()}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _first_request(actor: AbstractUser | None, key: str) -> DropRequest | None:
+    return DropRequest.objects.select_related("lottery").filter(actor_id=actor_id(actor), key=key).first()
 
 
 @dataclass(frozen=True)

@@ -30,3 +30,9 @@ class InvalidLottery(ApplicationError):
     code = "invalid_lottery"
     status_code = 400
     default_message = "The lottery's settings are not valid."
+
+
+class DropKeyReused(ApplicationError):
+    code = "idempotency_key_reused"
+    status_code = 422
+    default_message = "This Idempotency-Key was already used for a drop with other terms."

@@ -277,7 +277,7 @@ EXPECTED_ERRORS = {
     ("get", "/api/v1/me/notifications"): {401, 406, 413, 429},
     ("put", "/api/v1/me/notifications"): {400, 401, 403, 406, 409, 413, 415, 429},
     ("post", "/api/v1/stakes"): {400, 401, 403, 406, 413, 415, 429, 503},
-    ("post", "/api/v1/drops"): {400, 401, 403, 406, 413, 415, 429},
+    ("post", "/api/v1/drops"): {400, 401, 403, 406, 413, 415, 422, 429},
     ("post", "/api/v1/awards/{award_id}/claim"): {401, 403, 404, 406, 409, 413, 429},
     ("get", "/api/v1/winners"): {400, 401, 404, 406, 413, 429},
     ("get", "/api/v1/draws/{draw_id}"): {401, 404, 406, 413, 429},
