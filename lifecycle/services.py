@@ -296,7 +296,9 @@ def drop_request(
     if idempotency_key is None:
         return DropOutcome(create(), replayed=False)
     terms = {"title": title, "prize": prize, "prize_quantity": prize_quantity, "opens_at": opens_at}
-    terms |= {"closes_at": closes_at, "winners_count": winners_count, "alternates_count": alternates_count}
+    # The terms as the drop will have them: winners_count left out or given as the quantity is one drop.
+    winners = prize_quantity if winners_count is None else winners_count
+    terms |= {"closes_at": closes_at, "winners_count": winners, "alternates_count": alternates_count}
     return _drop_once(actor, idempotency_key, _terms_digest(terms), create)
 
 

@@ -47,6 +47,21 @@ def test_a_retry_without_opens_at_still_matches_although_now_has_moved(api):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first", "retry"), [({}, {"winners_count": 3}), ({"winners_count": 3}, {}), ({}, {"alternates_count": 0})]
+)
+def test_a_default_written_out_on_retry_is_the_same_terms(api, first, retry):
+    terms = drop_terms(prize_quantity=3)
+    created = _post(api, {**terms, **first}, "k1", **DROPS_TOKEN)
+
+    again = _post(api, {**terms, **retry}, "k1", **DROPS_TOKEN)
+
+    assert again.status_code == 201, again.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == created.json()["id"]
+
+
+@pytest.mark.django_db
 def test_the_same_key_with_other_terms_is_refused_and_names_the_first_drop(api):
     first = _post(api, drop_terms(prize_quantity=3), "k1", **DROPS_TOKEN)
 
