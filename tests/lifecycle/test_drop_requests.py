@@ -116,23 +116,25 @@ def test_a_refused_caller_learns_nothing_of_a_key(api, make_player, client_for):
     assert Lottery.objects.filter(kind="drop").count() == 1
 
 
+def _ask(key, *, opens_at=None, closes_at=None):
+    """The service as the API calls it: the drops token's caller (no actor)."""
+    return drop_request(
+        idempotency_key=key,
+        title="Sneaker drop",
+        prize="Air Max",
+        prize_quantity=3,
+        opens_at=opens_at,
+        closes_at=closes_at or timezone.now() + timedelta(hours=1),
+        source="api",
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_concurrent_retries_with_one_key_make_one_drop():
-    now = timezone.now()
+    closes_at = timezone.now() + timedelta(hours=1)
 
-    def create():
-        return drop_request(
-            idempotency_key="tap-tap-tap",
-            title="Sneaker drop",
-            prize="Air Max",
-            prize_quantity=3,
-            opens_at=None,
-            closes_at=now + timedelta(hours=1),
-            source="api",
-        )
-
-    results = run_together(*[create] * 6)
+    results = run_together(*[lambda: _ask("tap-tap-tap", closes_at=closes_at)] * 6)
 
     assert not [r for r in results if isinstance(r, BaseException)], results
     assert len({r.lottery.pk for r in results}) == 1
@@ -143,21 +145,9 @@ def test_concurrent_retries_with_one_key_make_one_drop():
 
 @pytest.mark.django_db
 def test_the_service_refuses_other_terms_under_a_used_key():
-    now = timezone.now()
-
-    def ask(opens_at):
-        return drop_request(
-            idempotency_key="k",
-            title="T",
-            prize="P",
-            prize_quantity=2,
-            opens_at=opens_at,
-            closes_at=now + timedelta(hours=1),
-            source="api",
-        )
-
-    first = ask(None)
+    closes_at = timezone.now() + timedelta(hours=1)
+    first = _ask("k", closes_at=closes_at)
 
     with pytest.raises(DropKeyReused) as refused:
-        ask(now + timedelta(minutes=5))
+        _ask("k", opens_at=timezone.now() + timedelta(minutes=5), closes_at=closes_at)
     assert refused.value.details == {"lottery_id": first.lottery.pk}
