@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 
 from outbox.events import LIFECYCLE_TOPIC, DomainEvent
@@ -130,6 +131,30 @@ def test_relay_once_says_what_it_published_even_when_nothing_waited(kafka_broker
     returncode, out, err = manage_py("relay_outbox", "--once").wait(timeout=60)  # the outbox is empty now
 
     assert (returncode, out.strip()) == (0, "published 0, failed 0"), err
+    assert "relay stopped" in [line["event"] for line in log_lines(err)]
+
+
+def test_relay_once_stopped_by_a_signal_says_what_it_published_and_that_more_waits(kafka_broker):
+    total = 20 * settings.OUTBOX_BATCH_SIZE
+    write_events(total, [f"stopped-{n}" for n in range(20)], per_transaction=settings.OUTBOX_BATCH_SIZE)
+    relay = manage_py("relay_outbox", "--once")
+    deadline = time.monotonic() + 60
+    while not OutboxEvent.objects.filter(state="published").exists():
+        assert relay.process.poll() is None and time.monotonic() < deadline, "the relay published nothing"
+        time.sleep(0.01)
+    # The relay's next claim waits on this lock while SIGTERM arrives; released, its batch in hand
+    # finishes and the drain stops there, with most of the outbox still waiting.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {OutboxEvent._meta.db_table} IN EXCLUSIVE MODE")
+        relay.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+
+    returncode, out, err = relay.wait(timeout=60)
+
+    published = OutboxEvent.objects.filter(state="published").count()
+    assert returncode == 0, err
+    assert out.strip() == f"published {published}, failed 0; stopped before the outbox was empty"
+    assert 0 < published < total
     assert "relay stopped" in [line["event"] for line in log_lines(err)]
 
 

@@ -73,6 +73,9 @@ class Command(BaseCommand):
             if not result.more:
                 close_old_connections()
                 self._sleep(options["idle_seconds"])
+        else:
+            if options["once"]:  # a signal ended the drain: what went out so far, and that more may wait
+                self.stdout.write(f"published {published}, failed {failed}; stopped before the outbox was empty")
         logger.info("relay stopped")
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
