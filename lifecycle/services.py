@@ -319,7 +319,8 @@ def _drop_once(actor: AbstractUser | None, key: str, digest: str, create: Callab
 
 
 def _terms_digest(terms: dict[str, Any]) -> str:
-    """The terms as asked (an absent ``opens_at`` stays absent: "now" differs between retries), canonically."""
+    """The terms, canonically: ``opens_at`` as asked (absent stays absent: "now" differs between retries), the rest
+    as the drop will have them (``drop_request`` fills in ``winners_count``)."""
     canonical = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in terms.items()}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
