@@ -216,6 +216,26 @@ class RepeatedBrokerLines(logging.Filter):
         return False
 
 
+class FailedRequestOnce(logging.Filter):
+    """A request that raised is logged once: django-structlog's ``request_failed``, not Django's line as well.
+
+    Django logs an uncaught exception as ``django.request`` "Internal Server
+    Error: <path>" with its traceback, just after django-structlog's
+    ``request_failed`` has logged the same exception with the request's ids:
+    the traceback twice, the copy without the ids. That copy is held back
+    when its exception is the one ``request_failed`` recorded on the request
+    (django-structlog keeps it there until the response is logged); a 5xx
+    answer that raised nothing, or raised past django-structlog, keeps
+    Django's line. A filter of the handler: the record itself is left alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "django.request" or not record.exc_info or record.exc_info[1] is None:
+            return True
+        request = getattr(record, "request", None)
+        return getattr(request, "_raised_exception", None) is not record.exc_info[1]
+
+
 # What a task inherits from the context that queued it: the request's id (and the queuing task's, as parent).
 TASK_INHERITED_KEYS = ("request_id", "parent_task_id")
 
@@ -296,6 +316,7 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
         "filters": {
             "routine": {"()": "core.logs.RoutineLines"},
             "repeated_broker_lines": {"()": "core.logs.RepeatedBrokerLines"},
+            "failed_request_once": {"()": "core.logs.FailedRequestOnce"},
         },
         "handlers": {
             # sys.__stderr__: a Celery worker replaces sys.stderr with a proxy that logs what is written to it.
@@ -303,7 +324,7 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "formatter": "structured",
                 "stream": "ext://sys.__stderr__",
-                "filters": ["repeated_broker_lines"],
+                "filters": ["repeated_broker_lines", "failed_request_once"],
             },
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 
-from core.logs import FIRST_KEYS, RepeatedBrokerLines, formatter
+from core.logs import FIRST_KEYS, FailedRequestOnce, RepeatedBrokerLines, formatter
 from core.process import service_name
 from lifecycle.tasks import lottery_timer
 from lottery_site.celery import app as celery_app
@@ -270,6 +271,41 @@ def test_an_error_answer_carries_the_request_id_and_so_do_its_lines(api, lines, 
     logged = lines()
     assert {line["logger"] for line in logged} >= {"django_structlog.middlewares.request"}
     assert all(line["request_id"] == "err-1" for line in logged), logged
+
+
+@contextmanager
+def platform_log() -> Iterator[Lines]:
+    """What the platform's own handler writes meanwhile (its filters included), one dict per line."""
+    (handler,) = [h for h in logging.getLogger().handlers if any(isinstance(f, FailedRequestOnce) for f in h.filters)]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        yield lambda: log_lines(stream.getvalue())
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+@pytest.mark.urls("tests.raising_urls")
+def test_a_request_that_raised_logs_its_traceback_once_in_the_line_with_its_ids(client):
+    client.raise_request_exception = False
+    with platform_log() as logged:
+        response = client.get("/api/v1/test/raising", HTTP_X_REQUEST_ID="raised-1")
+        unavailable = client.get("/api/v1/test/unavailable", HTTP_X_REQUEST_ID="down-1")
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response["X-Request-ID"] == "raised-1"
+    raised = [line for line in logged() if line["request_id"] == "raised-1"]
+    (failed,) = [line for line in raised if "exception" in line]
+    assert failed["event"] == "request_failed"
+    assert failed["level"] == "error"
+    assert "RuntimeError: the view broke" in failed["exception"]
+    assert not [line for line in raised if line["logger"] == "django.request"], raised
+    # A 5xx answer that raised nothing keeps Django's line: it is the only one that says so at ERROR.
+    assert unavailable.status_code == 503
+    (down,) = [line for line in logged() if line["request_id"] == "down-1" and line["logger"] == "django.request"]
+    assert down["event"] == "Service Unavailable: /api/v1/test/unavailable"
+    assert "exception" not in down
 
 
 # --- Real processes -------------------------------------------------------------------------
