@@ -47,7 +47,15 @@ if _own_metrics_dir:
 
 
 def on_starting(server: object) -> None:
-    """Before the first worker: the values of an earlier run are forgotten."""
+    """Before the first worker: the settings are read, and the values of an earlier run are forgotten.
+
+    A wrong setting stops the master here, with one log line saying which (``core.process.settings_or_exit``):
+    left to the workers, each would fail to boot, and two of them failing at once crash gunicorn's halt.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
+    from core.process import settings_or_exit
+
+    settings_or_exit()
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):

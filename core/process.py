@@ -16,6 +16,7 @@ worker started with ``OTEL_SERVICE_NAME=notifier``).
 import gc
 import logging
 import os
+import sys
 import threading
 from typing import NoReturn
 
@@ -49,6 +50,38 @@ def started(service: str) -> None:
     except ImproperlyConfigured as error:  # its metrics port cannot be opened, say
         refuse_to_start(_service, error)
     settled()
+
+
+# The exit status of a process whose settings are wrong: gunicorn's own for a worker that failed to
+# boot, so that its master stops instead of forking a new worker that fails the same way.
+CANNOT_START = 3
+
+
+def settings_or_exit() -> None:
+    """Read the settings now; if one is wrong, say which in one CRITICAL line of the log's format, and exit.
+
+    Django reads its settings at their first use, and they are what sets up
+    logging: a wrong value (no ``DJANGO_SECRET_KEY``, a ``LOG_LEVEL`` of no
+    level) ended the process on a raw traceback, the one line a log shipper
+    cannot read, when it is the line an operator most needs. The line goes to
+    stderr as the platform's handler would write it: JSON, or a readable line
+    when ``LOG_FORMAT`` says ``console``. Exit status ``CANNOT_START``. Called
+    first by manage.py, web's WSGI module and Celery's configuration.
+    """
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 (the first read imports the settings module)
+    except ImproperlyConfigured as error:
+        from core.logs import formatter
+
+        fmt = "console" if os.environ.get("LOG_FORMAT", "").strip().lower() == "console" else "json"
+        record = logging.LogRecord("lottery_site.settings", logging.CRITICAL, __file__, 0, "", (), None)
+        record.msg = f"not started: {error}"
+        record.reason = str(error)
+        sys.stderr.write(formatter(fmt).format(record) + "\n")
+        sys.stderr.flush()
+        raise SystemExit(CANNOT_START) from None
 
 
 def refuse_to_start(service: str, reason: object) -> NoReturn:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,25 +117,50 @@ def test_the_console_format_is_a_readable_line():
     assert "trace_id" not in line  # null ids are left out
 
 
+BIN = Path(sys.executable).parent
+ENTRY_POINTS = {
+    "manage.py": [sys.executable, str(ROOT / "manage.py"), "check"],
+    "celery worker": [str(BIN / "celery"), "-A", "lottery_site", "worker", "--pool", "solo"],
+    "celery beat": [str(BIN / "celery"), "-A", "lottery_site", "beat"],
+    "gunicorn": [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0", "lottery_site.wsgi"],
+}
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
         ("LOG_FORMAT", "yaml", "LOG_FORMAT='yaml' is not one of json, console"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off"),
     ],
 )
-def test_a_bad_log_setting_stops_a_process_at_start_saying_why(name, value, message):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "check"],
-        cwd=ROOT,
-        env={**process_env(), name: value},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_wrong_setting_stops_every_process_at_start_with_one_json_line_saying_which(entry, name, value, message):
+    env = {**process_env(), name: value or ""}
+    if value is None:  # the real settings, which read the key from the environment alone
+        env.update(DJANGO_SETTINGS_MODULE="lottery_site.settings", DJANGO_DEBUG="false")
+        del env[name]
+    command = ENTRY_POINTS[entry]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=60)
 
-    assert done.returncode != 0
-    assert message in done.stderr
+    assert done.returncode == 3, done.stderr  # gunicorn's master stops on it, instead of forking again
+    logged = log_lines(done.stdout + done.stderr)  # fails on any line that is not JSON: no traceback
+    stops = [line for line in logged if line["logger"] == "lottery_site.settings"]
+    assert stops, logged
+    for line in stops:
+        assert line["level"] == "critical"
+        assert message in line["reason"]
+        assert line["event"] == f"not started: {line['reason']}"
+
+
+def test_a_wrong_setting_is_a_readable_line_when_the_log_format_says_console():
+    env = {**process_env(), "LOG_FORMAT": "console", "LOG_LEVEL": "LOUD"}
+    done = subprocess.run(ENTRY_POINTS["manage.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+    assert done.returncode == 3
+    (line,) = done.stderr.splitlines()
+    assert "[critical" in line
+    assert "not started: LOG_LEVEL='LOUD' is not one of DEBUG" in line
 
 
 def test_kafka_pythons_warnings_show_once_a_minute_each_and_then_say_how_many_were_held_back():
