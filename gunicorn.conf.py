@@ -49,13 +49,18 @@ if _own_metrics_dir:
 def on_starting(server: object) -> None:
     """Before the first worker: the settings are read, and the values of an earlier run are forgotten.
 
-    A wrong setting stops the master here, with one log line saying which (``core.process.settings_or_exit``):
-    left to the workers, each would fail to boot, and two of them failing at once crash gunicorn's halt.
+    A wrong setting stops the master here, with one log line saying which (read in a child of its own,
+    ``core.process.settings_or_exit_apart``, so that a reload still reads them afresh): left to the
+    workers, each would fail to boot, and two of them failing at once crash gunicorn's halt.
     """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
-    from core.process import settings_or_exit
+    from core.process import settings_or_exit_apart
 
-    settings_or_exit()
+    try:
+        settings_or_exit_apart()
+    except SystemExit:
+        on_exit(server)  # gunicorn does not call it when on_starting stops the master
+        raise
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):

@@ -224,9 +224,10 @@ class FailedRequestOnce(logging.Filter):
     ``request_failed`` has logged the same exception with the request's ids:
     the traceback twice, the copy without the ids. That copy is held back
     when its exception is the one ``request_failed`` recorded on the request
-    (django-structlog keeps it there until the response is logged); a 5xx
-    answer that raised nothing, or raised past django-structlog, keeps
-    Django's line. A filter of the handler: the record itself is left alone.
+    (django-structlog keeps it there until the response is logged; its
+    receiver of ``got_request_exception`` logs any request that raised, even
+    past its middleware). A 5xx answer that raised nothing keeps Django's
+    line. A filter of the handler: the record itself is left alone.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

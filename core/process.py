@@ -58,30 +58,61 @@ CANNOT_START = 3
 
 
 def settings_or_exit() -> None:
-    """Read the settings now; if one is wrong, say which in one CRITICAL line of the log's format, and exit.
+    """Read the settings now; if they cannot be read, ``settings_failed`` (one log line saying why, then exit).
 
-    Django reads its settings at their first use, and they are what sets up
-    logging: a wrong value (no ``DJANGO_SECRET_KEY``, a ``LOG_LEVEL`` of no
-    level) ended the process on a raw traceback, the one line a log shipper
-    cannot read, when it is the line an operator most needs. The line goes to
-    stderr as the platform's handler would write it: JSON, or a readable line
-    when ``LOG_FORMAT`` says ``console``. Exit status ``CANNOT_START``. Called
-    first by manage.py, web's WSGI module and Celery's configuration.
+    Called first by gunicorn's master (in a child of its own, ``settings_or_exit_apart``), Celery's
+    configuration and wsgi.py; manage.py lets Django read them (its ``--settings``) and calls
+    ``settings_failed`` on what escapes before they are read.
     """
     from django.conf import settings
 
     try:
         settings.INSTALLED_APPS  # noqa: B018 (the first read imports the settings module)
-    except ImproperlyConfigured as error:
-        from core.logs import formatter
+    except Exception as error:
+        settings_failed(error)
 
-        fmt = "console" if os.environ.get("LOG_FORMAT", "").strip().lower() == "console" else "json"
-        record = logging.LogRecord("lottery_site.settings", logging.CRITICAL, __file__, 0, "", (), None)
-        record.msg = f"not started: {error}"
-        record.reason = str(error)
-        sys.stderr.write(formatter(fmt).format(record) + "\n")
-        sys.stderr.flush()
-        raise SystemExit(CANNOT_START) from None
+
+def settings_failed(error: BaseException) -> NoReturn:
+    """The settings could not be read: say why in one CRITICAL line of the log's format, and exit ``CANNOT_START``.
+
+    Django reads its settings at their first use, and they are what sets up
+    logging: a wrong value (no ``DJANGO_SECRET_KEY``, a ``LOG_LEVEL`` of no
+    level, a ``DATABASE_URL`` that is no URL) ended the process on a raw
+    traceback, the one line a log shipper cannot read, when it is the line an
+    operator most needs. The line goes to stderr as the platform's handler
+    would write it: JSON, or a readable line when ``LOG_FORMAT`` says ``console``.
+    """
+    from core.logs import formatter
+
+    reason = str(error) if isinstance(error, ImproperlyConfigured) else f"{type(error).__name__}: {error}"
+    fmt = "console" if os.environ.get("LOG_FORMAT", "").strip().lower() == "console" else "json"
+    record = logging.LogRecord(
+        "lottery_site.settings", logging.CRITICAL, __file__, 0, f"not started: {reason}", (), None
+    )
+    record.reason = reason
+    sys.stderr.write(formatter(fmt).format(record) + "\n")
+    sys.stderr.flush()
+    raise SystemExit(CANNOT_START)
+
+
+def settings_or_exit_apart() -> None:
+    """``settings_or_exit`` in a forked child, leaving this process without the settings' modules.
+
+    For gunicorn's master: what it imports, every worker it forks inherits, and a
+    reload (SIGHUP) would start new workers on the old settings and code.
+    """
+    child = os.fork()
+    if child == 0:
+        try:
+            settings_or_exit()
+        except SystemExit as stop:
+            os._exit(stop.code if isinstance(stop.code, int) else CANNOT_START)
+        except BaseException:  # a child must never return into the parent's code
+            os._exit(CANNOT_START)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(CANNOT_START)
 
 
 def refuse_to_start(service: str, reason: object) -> NoReturn:

@@ -19,31 +19,19 @@ from core.logs import TaskLogContext
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 
 
-class _CheckedSettings:
-    """Django's settings as Celery's configuration, checked at its first read (``core.process.settings_or_exit``).
-
-    Celery reads its configuration while it parses its command line, before
-    any signal: a wrong setting would end the worker or beat on a traceback.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._settings(), name)
-
-    def __dir__(self) -> list[str]:
-        return dir(self._settings())
-
-    @staticmethod
-    def _settings() -> Any:
-        from django.conf import settings
-
-        from core.process import settings_or_exit
-
-        settings_or_exit()
-        return settings
-
-
 app = Celery("lottery_site")
-app.config_from_object(_CheckedSettings(), namespace="CELERY")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@app.on_configure.connect
+def _settings_first(sender: Any, **kwargs: Any) -> None:
+    """Celery reads its configuration as it parses its command line, before any signal of the worker
+    or beat: settings that cannot be read stop it with one log line saying why, not a traceback."""
+    from core.process import settings_or_exit
+
+    settings_or_exit()
+
+
 app.autodiscover_tasks()
 task_metrics.connect()  # runs, outcomes and run time of every task, in whichever process runs it
 

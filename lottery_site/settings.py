@@ -197,13 +197,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Database -------------------------------------------------------------
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lottery"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-        conn_health_checks=True,
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lottery"),
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
+except ValueError as _error:  # dj-database-url's UnknownSchemeError and ParseError (a port that is no number)
+    raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {type(_error).__name__} {_error}".strip()) from None
 # A server that does not answer (down, or its packets dropped) fails a connection in this many seconds,
 # instead of the system's TCP timeout of minutes: a scrape, a readiness check or a retry loop says so in
 # time. A connect_timeout in DATABASE_URL's query wins.

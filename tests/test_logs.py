@@ -132,6 +132,8 @@ ENTRY_POINTS = {
         ("LOG_FORMAT", "yaml", "LOG_FORMAT='yaml' is not one of json, console"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off"),
+        ("DATABASE_URL", "bogus://somewhere/db", "DATABASE_URL cannot be read: UnknownSchemeError"),
+        ("DJANGO_SETTINGS_MODULE", "no_such.settings", "ModuleNotFoundError: No module named 'no_such'"),
     ],
 )
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -151,6 +153,22 @@ def test_a_wrong_setting_stops_every_process_at_start_with_one_json_line_saying_
         assert line["level"] == "critical"
         assert message in line["reason"]
         assert line["event"] == f"not started: {line['reason']}"
+
+
+def test_manage_py_reads_the_settings_its_command_line_names_and_shows_its_help_whatever_they_say():
+    env = {**process_env(), "DJANGO_SETTINGS_MODULE": "lottery_site.settings", "DJANGO_DEBUG": "false"}
+    del env["DJANGO_SECRET_KEY"]  # wrong for lottery_site.settings, which reads it from the environment alone
+
+    wrong = subprocess.run(ENTRY_POINTS["manage.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    named = subprocess.run(
+        [*ENTRY_POINTS["manage.py"], "--settings", "tests.settings"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    helped = subprocess.run([sys.executable, str(ROOT / "manage.py"), "help"], cwd=ROOT, env=env, capture_output=True)
+
+    assert wrong.returncode == 3
+    assert named.returncode == 0, named.stderr  # tests.settings gives the tests' key
+    assert helped.returncode == 0
+    assert b"Available subcommands" in helped.stdout
 
 
 def test_a_wrong_setting_is_a_readable_line_when_the_log_format_says_console():
@@ -406,6 +424,9 @@ def test_a_worker_stopped_by_sigterm_says_so_in_its_log_and_nowhere_else(worker)
     assert worker.stdout() == ""
     (notice,) = [line for line in worker.log() if line["event"] == "worker: Warm shutdown (MainProcess)"]
     assert (notice["service"], notice["level"], notice["logger"]) == ("worker", "info", "celery.apps.worker")
+    # Celery reads Django's settings as the configuration it expects: no warning of settings to upgrade.
+    warned = [line["event"] for line in worker.log() if line["level"] == "warning"]
+    assert not [event for event in warned if "deprecated" in event or "celery upgrade settings" in event], warned
 
 
 @pytest.mark.slow
