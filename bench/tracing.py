@@ -20,7 +20,7 @@ rates, each server's own CPU time per ballot (from /proc), a steadier figure
 when the machine is shared.
 
 Prints requests/s, p99 and CPU per ballot of each, the ratios (goal: traced at
-least 0.85 of off; traced to json is tracing's cost alone), what the receiver
+least 0.85 of off, and traced to json, tracing's cost alone, as well), what the receiver
 took, and last one JSON summary.
 
 Run from the project root:  .venv/bin/python bench/tracing.py [--help]
@@ -245,7 +245,8 @@ def report(args: argparse.Namespace, measured: dict[str, Measured], receiver: Di
     goal = rate("traced", "off")
     print(f"  ratio traced/off: {goal:.2f} (goal: at least {GOAL}), CPU off/traced {cpu('traced', 'off'):.2f}")
     print(
-        f"  tracing alone, traced/json: {rate('traced', 'json'):.2f}, CPU json/traced {cpu('traced', 'json'):.2f}; "
+        f"  tracing alone, traced/json: {rate('traced', 'json'):.2f} (goal: at least {GOAL}), "
+        f"CPU json/traced {cpu('traced', 'json'):.2f}; "
         f"JSON logs alone, json/off: {rate('json', 'off'):.2f}, CPU off/json {cpu('json', 'off'):.2f}"
     )
     sampled: dict[str, float] = {}
@@ -278,7 +279,12 @@ def report(args: argparse.Namespace, measured: dict[str, Measured], receiver: Di
             "json/off (JSON logs alone)": round(rate("json", "off"), 3),
             **sampled,
         },
-        goals={f"traced/off >= {GOAL}": goal >= GOAL},
+        # The goal's own ratio, and tracing's cost apart from the logs' format: JSON is the logs' default
+        # everywhere but bin/run, and the console renderer's cost alone has met the first one here.
+        goals={
+            f"traced/off >= {GOAL}": goal >= GOAL,
+            f"traced/json (tracing alone) >= {GOAL}": rate("traced", "json") >= GOAL,
+        },
     )
     return 1 if problems else 0
 
