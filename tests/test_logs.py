@@ -155,6 +155,27 @@ def test_a_wrong_setting_stops_every_process_at_start_with_one_json_line_saying_
         assert line["event"] == f"not started: {line['reason']}"
 
 
+CHECK_APART = (
+    "import sys; from core.process import settings_or_exit_apart; settings_or_exit_apart(); "
+    "print(sorted(name for name in sys.modules if name.startswith(('lottery_site', 'django.conf'))))"
+)
+
+
+def test_gunicorns_master_checks_the_settings_in_a_child_and_keeps_none_of_their_modules():
+    """What the master imports, the workers of a reload (SIGHUP) inherit: the settings must not be among it."""
+    env = {**process_env(), "DJANGO_SETTINGS_MODULE": "lottery_site.settings", "DJANGO_DEBUG": "false"}
+    good = subprocess.run([sys.executable, "-c", CHECK_APART], cwd=ROOT, env=env, capture_output=True, text=True)
+    del env["DJANGO_SECRET_KEY"]
+    wrong = subprocess.run([sys.executable, "-c", CHECK_APART], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == "[]"  # neither the settings, nor the package that holds them
+    assert wrong.returncode == 3
+    (line,) = log_lines(wrong.stderr)  # the child's line, once
+    assert "DJANGO_SECRET_KEY must be set" in line["reason"]
+    assert wrong.stdout == ""
+
+
 def test_manage_py_reads_the_settings_its_command_line_names_and_shows_its_help_whatever_they_say():
     env = {**process_env(), "DJANGO_SETTINGS_MODULE": "lottery_site.settings", "DJANGO_DEBUG": "false"}
     del env["DJANGO_SECRET_KEY"]  # wrong for lottery_site.settings, which reads it from the environment alone
