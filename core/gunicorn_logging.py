@@ -3,8 +3,8 @@
 ``gunicorn.conf.py`` names this class as its ``logger_class``. gunicorn
 keeps its handlers, its outputs (``errorlog``, ``accesslog``) and its
 levels; their formatter becomes ``core.logs.formatter`` with the
-``LOG_FORMAT`` of the environment (the master process reads Django's settings
-only to check them, after its logging is set up). The access line is "request_served" with its fields, the same
+``LOG_FORMAT`` of the environment (the master process never reads Django's
+settings: a child of its own checks them). The access line is "request_served" with its fields, the same
 names as django-structlog's "request_finished": ``request`` ("GET /path?q"),
 ``code``, ``duration_ms``, ``bytes``, ``remote_addr`` (the peer), ``user_agent``, ``pid`` (the worker's),
 ``request_id`` (the ``X-Request-ID`` the response carries) and the trace and
@@ -24,10 +24,9 @@ from core.logs import REQUEST_ID_HEADER, SPAN_ID_ENVIRON, TRACE_ID_ENVIRON
 class Logger(glogging.Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        fmt = (os.environ.get("LOG_FORMAT") or "json").strip().lower()
         # An unknown format: JSON here, and the master stops on the wrong setting as it starts, saying which
         # (gunicorn.conf.py's on_starting).
-        formatter = logs.formatter(fmt if fmt in logs.FORMATS else "json")
+        formatter = logs.formatter(logs.format_of_environment())
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(formatter)

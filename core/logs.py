@@ -29,6 +29,7 @@ process says what it did, not that it looked (docs/observability.md, "Logs").
 import json
 import logging
 import logging.config
+import os
 import sys
 import threading
 import time
@@ -119,6 +120,14 @@ SHARED_PROCESSORS: list[Any] = [
     add_service,
     add_trace_ids,
 ]
+
+
+def format_of_environment() -> str:
+    """``LOG_FORMAT`` as the environment gives it, for lines written without Django's settings (gunicorn's
+    master, a process whose settings cannot be read): one that is no format gives JSON, the default, and
+    the settings refuse it, saying so."""
+    fmt = (os.environ.get("LOG_FORMAT") or "json").strip().lower()
+    return fmt if fmt in FORMATS else "json"
 
 
 def formatter(fmt: str = "json") -> structlog.stdlib.ProcessorFormatter:

@@ -82,15 +82,14 @@ def settings_failed(error: BaseException) -> NoReturn:
     operator most needs. The line goes to stderr as the platform's handler
     would write it: JSON, or a readable line when ``LOG_FORMAT`` says ``console``.
     """
-    from core.logs import formatter
+    from core.logs import format_of_environment, formatter
 
     reason = str(error) if isinstance(error, ImproperlyConfigured) else f"{type(error).__name__}: {error}"
-    fmt = "console" if os.environ.get("LOG_FORMAT", "").strip().lower() == "console" else "json"
     record = logging.LogRecord(
         "lottery_site.settings", logging.CRITICAL, __file__, 0, f"not started: {reason}", (), None
     )
     record.reason = reason
-    sys.stderr.write(formatter(fmt).format(record) + "\n")
+    sys.stderr.write(formatter(format_of_environment()).format(record) + "\n")
     sys.stderr.flush()
     raise SystemExit(CANNOT_START)
 

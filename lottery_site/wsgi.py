@@ -11,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lottery_site.settings")
 from core.process import settings_or_exit, started
 from core.tracing import inbound_context_guard
 
-settings_or_exit()  # a wrong setting: one log line, and gunicorn's master stops (exit status 3)
+settings_or_exit()  # for a server that, unlike gunicorn's master, has not checked them: one log line, not a traceback
 started("web")
 
 application = inbound_context_guard(get_wsgi_application())  # a caller's trace headers: a link, not a parent
